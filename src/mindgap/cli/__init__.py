@@ -1,0 +1,71 @@
+"""The ``mindgap`` command: one sub-command per capability, thin shells over the library.
+
+Each area lives in its own module and registers its commands on :data:`app` via
+``register(app)``; heavy imports happen inside the commands, so ``mindgap --help`` never
+imports torch. Every :class:`~mindgap.errors.MindgapError` becomes one red line and exit
+code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ..errors import MindgapError
+from .common import console, err_console
+
+app = typer.Typer(
+    name="mindgap",
+    help="Multimodal retrieval and RAG that minds the modality gap.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Command modules, in help order. Each defines ``register(app)``.
+COMMAND_MODULES = [
+    "demo", "encode", "train_cmd", "index", "search", "eval_cmd", "diagnose_cmd",
+    "rag_cmd", "caption_cmd", "prompting_cmd", "serve_cmd", "bench_cmd",
+]
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _exc:  # a module not written yet
+        if _exc.name != f"{__name__}.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mindgap`` console script."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except MindgapError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    except SystemExit as exc:  # typer/click exit paths (--help, bad usage)
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except Exception as exc:  # noqa: BLE001 - click usage errors and friends
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "console", "err_console"]

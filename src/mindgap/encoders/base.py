@@ -1,0 +1,135 @@
+"""The Encoder seam: one Protocol, one base class that does the common work.
+
+A backend implements two batch methods on already-validated inputs
+(``_encode_text_batch(list[str])`` and ``_encode_image_batch(list[PIL.Image])``);
+:class:`BaseEncoder` does validation, batching, progress bars, float32 conversion and L2
+normalisation, so every backend honours the same contract:
+
+* ``encode_text(list[str]) -> (n, dim) float32``, C-contiguous, rows L2-normalised;
+* ``encode_image(list[path | bytes | PIL.Image]) -> (n, dim)`` likewise;
+* an empty list is a clear :class:`~mindgap.errors.InputError`;
+* deterministic: the same inputs give the same outputs (models run in eval mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError
+from ..images import describe, load_image
+from ..text import validate_texts
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A dual (text + image) encoder into one shared embedding space."""
+
+    name: str
+    dim: int
+
+    def encode_text(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    show_progress: bool | None = None) -> np.ndarray: ...
+
+    def encode_image(self, images: Sequence[Any], *, batch_size: int | None = None,
+                     show_progress: bool | None = None) -> np.ndarray: ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation to float32, C-contiguous (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    n[n == 0] = 1.0
+    return np.ascontiguousarray(x / n, dtype=np.float32)
+
+
+class BaseEncoder:
+    """Shared batching / validation / normalisation for encoder backends.
+
+    Args:
+        name: the spec string that built the encoder (recorded in store manifests).
+        batch_size: default batch size.
+        show_progress: ``None`` = show a bar only for inputs longer than 4 batches.
+    """
+
+    name: str = "base"
+    dim: int = 0
+    #: tokens the text tower sees (77 for CLIP); longer texts are truncated.
+    max_text_tokens: int = 77
+
+    def __init__(self, name: str, *, batch_size: int = 32, show_progress: bool | None = None) -> None:
+        if batch_size < 1:
+            raise InputError("batch_size must be >= 1", item="batch_size")
+        self.name = name
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    # -- backend hooks -------------------------------------------------------------
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _encode_image_batch(self, images: list[Any]) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- public contract -----------------------------------------------------------
+    def encode_text(self, texts: Sequence[str], *, batch_size: int | None = None,
+                    show_progress: bool | None = None) -> np.ndarray:
+        """Embed texts → float32 ``(n, dim)``, L2-normalised."""
+        texts = validate_texts(texts)
+        if not texts:
+            raise InputError("no texts to encode (empty list)", item="texts")
+        return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
+
+    def encode_image(self, images: Sequence[Any], *, batch_size: int | None = None,
+                     show_progress: bool | None = None) -> np.ndarray:
+        """Embed images (paths, bytes or PIL images) → float32 ``(n, dim)``, L2-normalised.
+
+        Each image is fully decoded and checked first; a bad one raises
+        :class:`~mindgap.errors.ImageError` naming it.
+        """
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            images = [images] if isinstance(images, (str, bytes)) else list(images)
+        if len(images) == 0:
+            raise InputError("no images to encode (empty list)", item="images")
+
+        # Decode lazily per batch so memory stays bounded for long lists.
+        bs = batch_size or self.batch_size
+        out = []
+        for start, chunk in self._batches(list(images), bs, show_progress, "images"):
+            pil = [load_image(obj, name=describe(obj, start + j)) for j, obj in enumerate(chunk)]
+            out.append(self._check(self._encode_image_batch(pil), len(pil)))
+        return l2_normalize(np.concatenate(out, axis=0))
+
+    # -- helpers -------------------------------------------------------------------
+    def _check(self, emb: Any, n: int) -> np.ndarray:
+        arr = np.asarray(emb, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise RuntimeError(f"{self.name}: backend returned shape {arr.shape} for {n} inputs")
+        return arr
+
+    def _batches(self, seq: list[Any], bs: int, show_progress: bool | None, unit: str):
+        show = self.show_progress if show_progress is None else show_progress
+        if show is None:
+            show = len(seq) > 4 * bs
+        starts = range(0, len(seq), bs)
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(seq), unit=unit[:-1], desc=f"encode {unit}", leave=False)
+            for s in starts:
+                yield s, seq[s : s + bs]
+                bar.update(min(bs, len(seq) - s))
+            bar.close()
+        else:
+            for s in starts:
+                yield s, seq[s : s + bs]
+
+    def _run(self, seq: list[Any], fn, batch_size: int | None, show_progress: bool | None, unit: str) -> np.ndarray:
+        bs = batch_size or self.batch_size
+        out = [self._check(fn(chunk), len(chunk)) for _, chunk in self._batches(seq, bs, show_progress, unit)]
+        return l2_normalize(np.concatenate(out, axis=0))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"

@@ -1,0 +1,112 @@
+"""What built a store: encoder spec and dimension, text mode, index spec, fitted gap correctors.
+
+Saved as JSON with every store (``manifest.json`` in a store directory, ``<file>.manifest.json``
+beside a milvus-lite file). A query encoder that differs from ``encoder.spec`` is refused: the
+classic bug of this field is a corrector fitted for encoder A applied to queries of encoder B.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import EncoderMismatch, StoreError
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    """Store manifest.
+
+    Attributes:
+        encoder_spec: spec string of the encoder that embedded the items.
+        dim: embedding dimension.
+        encoder_training: what the encoder was trained on (dataset, split, image ids), when
+            known — used to refuse fitting gap correctors on the encoder's training data.
+        text_mode: how passages were embedded (``sentences`` mean or ``truncate``).
+        index: backend/index parameters.
+        gap: fitted gap correctors, name → ``to_dict()``.
+        default_gap: corrector used when a search names none.
+        sources: what was ingested (paths / kinds), for the record.
+    """
+
+    encoder_spec: str
+    dim: int
+    encoder_training: dict[str, Any] | None = None
+    text_mode: str = "sentences"
+    index: dict[str, Any] = field(default_factory=dict)
+    gap: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_gap: str = "naive"
+    sources: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def check_encoder(self, spec: str, dim: int) -> None:
+        """Refuse a query encoder that is not the one that built the store."""
+        if spec != self.encoder_spec or int(dim) != int(self.dim):
+            raise EncoderMismatch(
+                f"this store was built with encoder {self.encoder_spec!r} (dim {self.dim}); "
+                f"refusing queries embedded with {spec!r} (dim {dim}). Re-index with the new "
+                "encoder or query with the original one.",
+                item="encoder",
+            )
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temp file + rename): a crash never leaves half a manifest."""
+        self.updated = time.time()
+        write_json_atomic(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Manifest":
+        p = Path(path)
+        if not p.is_file():
+            raise StoreError("store manifest not found (is this a mindgap store?)", item=str(p))
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"corrupt store manifest ({exc})", item=str(p)) from None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def encoder_training_info(encoder: Any) -> dict[str, Any] | None:
+    """What an encoder was trained on, when it records it (mindgap's own models do)."""
+    cfg = getattr(encoder, "config", None)
+    if isinstance(cfg, dict) and isinstance(cfg.get("training"), dict):
+        data = cfg["training"].get("data", {})
+        return {
+            "dataset": data.get("dataset"),
+            "split": data.get("split"),
+            "image_ids": list(data.get("train_images", [])),
+            "calib_image_ids": list(data.get("calib_images", [])),
+        }
+    return None

@@ -1,0 +1,425 @@
+"""The composition root: encoder + store + gap correctors. The CLI, server and RAG use it.
+
+Example:
+    >>> from mindgap import Retriever
+    >>> r = Retriever("lancedb:/tmp/kb", encoder="mindgap:flickr8k-small")  # doctest: +SKIP
+    >>> r.index(items)                                                       # doctest: +SKIP
+    >>> r.fit_gap("zscore", pseudo_queries=["a dog on grass", ...])          # doctest: +SKIP
+    >>> r.search("a dog running on the beach", k=10, gap="zscore")           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageError, InputError, MindgapError, StoreError
+from .gap import FitData, GapCorrector, corrector_from_dict, make_corrector
+from .manifest import Manifest, encoder_training_info
+from .stores import VectorStore, open_store
+from .text import embed_long_texts
+from .types import MODALITIES, Hit, Item, Modality
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ``index`` run."""
+
+    added: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
+    already_present: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "already_present": self.already_present,
+                "skipped": [{"item": i, "reason": r} for i, r in self.skipped]}
+
+
+class TrainingOverlapError(InputError):
+    """Fitting pairs overlap the encoder's recorded training data."""
+
+    code = "training_overlap"
+
+
+class Retriever:
+    """Gap-aware search over a mixed text + image store.
+
+    Args:
+        store: a store URI (``lancedb:/path``, ``milvus:/file.db``, ``faiss:/dir``,
+            ``exact:``; a bare path = LanceDB) or an open :class:`VectorStore`.
+        encoder: an encoder spec or instance. ``None`` = the one recorded in the store's
+            manifest. A different one than the store was built with is refused.
+        text_mode: ``sentences`` (mean of sentence embeddings) or ``truncate``; new stores only.
+    """
+
+    def __init__(self, store: str | VectorStore, encoder: Any = None, *, text_mode: str = "sentences") -> None:
+        self.store: VectorStore = open_store(store) if isinstance(store, str) else store
+        self._encoder = None if encoder is None or isinstance(encoder, str) else encoder
+        self._encoder_spec = encoder if isinstance(encoder, str) else getattr(encoder, "name", None)
+        m = self.store.manifest
+        if m is None and self._encoder_spec is None:
+            from .encoders import DEFAULT_OFFLINE_SPEC
+
+            self._encoder_spec = DEFAULT_OFFLINE_SPEC
+        if m is not None:
+            if self._encoder_spec is None:
+                self._encoder_spec = m.encoder_spec
+            elif self._encoder_spec != m.encoder_spec:
+                m.check_encoder(self._encoder_spec, m.dim if self._encoder is None else self._encoder.dim)
+            if self._encoder is not None:
+                m.check_encoder(self._encoder.name, self._encoder.dim)
+        self.text_mode = m.text_mode if m is not None else text_mode
+        self._gaps: dict[str, GapCorrector] = {}
+        self._item_cache: dict[tuple[str, str], tuple[int, list[str], np.ndarray]] = {}
+        self._lock = threading.RLock()
+
+    # -- encoder / manifest ------------------------------------------------------------------
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from .encoders import load_encoder
+
+            self._encoder = load_encoder(self._encoder_spec)
+            m = self.store.manifest
+            if m is not None:
+                m.check_encoder(self._encoder.name, self._encoder.dim)
+        return self._encoder
+
+    @property
+    def encoder_spec(self) -> str:
+        return str(self._encoder_spec)
+
+    @property
+    def manifest(self) -> Manifest:
+        m = self.store.manifest
+        if m is None:
+            m = Manifest(encoder_spec=self.encoder.name, dim=self.encoder.dim,
+                         encoder_training=encoder_training_info(self.encoder), text_mode=self.text_mode,
+                         index={"uri": self.store.uri})
+            self.store.save_manifest(m)
+        return m
+
+    # -- ingestion --------------------------------------------------------------------------
+    def embed_items(self, items: Sequence[Item]) -> tuple[list[Item], np.ndarray, list[tuple[str, str]]]:
+        """Embed items; bad ones are returned as ``(id, reason)`` instead of failing the batch."""
+        from .images import load_image
+
+        ok: list[Item] = []
+        vecs: list[np.ndarray] = []
+        skipped: list[tuple[str, str]] = []
+        texts = [it for it in items if it.modality == Modality.TEXT]
+        images = [it for it in items if it.modality == Modality.IMAGE]
+        good_t = []
+        for it in texts:
+            if not (it.text or "").strip():
+                skipped.append((it.id, "empty text"))
+            else:
+                good_t.append(it)
+        if good_t:
+            vecs.append(embed_long_texts([it.text or "" for it in good_t], self._encode_text_plain, mode=self.text_mode))
+            ok.extend(good_t)
+        pil, good_i = [], []
+        for it in images:
+            try:
+                pil.append(load_image(it.uri or "", name=it.uri or it.id))
+                good_i.append(it)
+            except ImageError as exc:
+                skipped.append((it.id, str(exc)))
+        if pil:
+            vecs.append(self.encoder.encode_image(pil, show_progress=False))
+            ok.extend(good_i)
+        mat = np.concatenate(vecs) if vecs else np.zeros((0, self.encoder.dim), np.float32)
+        return ok, mat, skipped
+
+    def _encode_text_plain(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode_text(texts, show_progress=False)
+
+    def index(self, items: Iterable[Item], *, batch_size: int = 64, progress: bool = True,
+              total: int | None = None, source: str | None = None) -> IngestReport:
+        """Embed and add items in committed batches; ids already in the store are skipped.
+
+        Each batch is one atomic ``store.add``: a killed process leaves exactly the batches
+        that committed, and re-running completes the rest (stable ids).
+        """
+        report = IngestReport()
+        m = self.manifest
+        if source and source not in m.sources:
+            m.sources.append(source)
+            self.store.save_manifest(m)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, unit="item", desc="index")
+        batch: list[Item] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            present = self.store.has([it.id for it in batch])
+            fresh = [it for it in batch if it.id not in present]
+            report.already_present += len(batch) - len(fresh)
+            if fresh:
+                good, vecs, skipped = self.embed_items(fresh)
+                report.skipped.extend(skipped)
+                if good:
+                    self.store.add(good, vecs)
+                    for it in good:
+                        report.added[it.modality.value] += 1
+            if bar:
+                bar.update(len(batch))
+            batch.clear()
+
+        seen: set[str] = set()
+        for it in items:
+            if isinstance(it, tuple):  # (source, reason) skip records from ingest
+                report.skipped.append(it)
+                continue
+            if it.id in seen:
+                report.already_present += 1
+                continue
+            seen.add(it.id)
+            batch.append(it)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        if bar:
+            bar.close()
+        self._item_cache.clear()
+        return report
+
+    def delete(self, ids: Sequence[str]) -> int:
+        n = self.store.delete(list(ids))
+        self._item_cache.clear()
+        return n
+
+    # -- queries ----------------------------------------------------------------------------
+    def embed_query(self, text: str | None = None, image: Any = None) -> tuple[np.ndarray, Modality]:
+        """Embed one text or one image query → ``((1, d), modality)``."""
+        if (text is None or not str(text).strip()) and image is None:
+            raise InputError("give a query text or a query image", item="query")
+        if text is not None and str(text).strip() and image is not None:
+            raise InputError("give a query text or a query image, not both", item="query")
+        if image is not None:
+            return self.encoder.encode_image([image], show_progress=False), Modality.IMAGE
+        return self.encoder.encode_text([str(text)], show_progress=False), Modality.TEXT
+
+    def gap(self, name: str | None = None) -> GapCorrector:
+        """The fitted corrector ``name`` from the manifest (``naive`` needs no fitting)."""
+        name = name or self.manifest.default_gap or "naive"
+        with self._lock:
+            if name not in self._gaps:
+                entry = self.manifest.gap.get(name)
+                if entry is not None:
+                    self._gaps[name] = corrector_from_dict(entry)
+                else:
+                    c = make_corrector(name)
+                    if c.needs_pairs or c.name not in {"naive"}:
+                        fitted = sorted(self.manifest.gap) + ["naive"]
+                        raise InputError(
+                            f"gap corrector {name!r} is not fitted for this store (fitted: {', '.join(fitted)}); "
+                            f"run `mindgap fit-gap STORE --gap {name} ...`", item="gap")
+                    self._gaps[name] = c
+            return self._gaps[name]
+
+    def _items_matrix(self, corr: GapCorrector, gap_name: str, modality: Modality) -> tuple[list[str], np.ndarray]:
+        key = (gap_name, modality.value)
+        n = self.store.count(modality)
+        cached = self._item_cache.get(key)
+        if cached is None or cached[0] != n:
+            ids, mat = self.store.vectors(modality)
+            cached = (n, ids, corr.transform_items(mat, modality) if len(ids) else mat)
+            self._item_cache[key] = cached
+        return cached[1], cached[2]
+
+    def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
+                       k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
+                       fetch: bool = True) -> list[list[Hit]]:
+        """Gap-corrected exact top-k for a batch of query embeddings.
+
+        Per modality: top-k by cosine (the store's index, or a scan of transformed vectors
+        for embedding-level correctors), rescored by the corrector, merged on the score.
+        """
+        from .stores.base import topk_rows
+
+        if int(k) < 1:
+            raise InputError("k must be >= 1", item="k")
+        qmod = Modality.parse(query_modality)
+        gap_name = gap or self.manifest.default_gap or "naive"
+        corr = self.gap(gap_name)
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        mods = [Modality.parse(modality)] if modality else list(MODALITIES)
+        routes = corr.route(q, qmod)
+        per_query: list[list[tuple[float, float, str, Modality, int]]] = [[] for _ in range(len(q))]
+        for m in mods:
+            if self.store.count(m) == 0:
+                continue
+            qm = corr.prepare_query(q, qmod, m)
+            if corr.transforms_items:
+                ids, mat = self._items_matrix(corr, gap_name, m)
+                idx, vals = topk_rows(qm @ mat.T, k)
+                res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+            else:
+                res = self.store.search(qm, k, m)
+            for qi, hits in enumerate(res):
+                if routes is not None and m not in routes[qi]:
+                    continue
+                if not hits:
+                    continue
+                sims = np.array([s for _, s in hits], dtype=np.float32)
+                scores = corr.score(sims[None, :], qmod, m)[0]
+                for r, ((iid, sim), sc) in enumerate(zip(hits, scores), 1):
+                    per_query[qi].append((float(sc), sim, iid, m, r))
+        out: list[list[Hit]] = []
+        for qi, cands in enumerate(per_query):
+            cands.sort(key=lambda c: (-c[0], c[2]))
+            top = cands[:k]
+            hits = [Hit(id=iid, modality=m, cosine=sim, score=sc, rank=i + 1, modality_rank=r)
+                    for i, (sc, sim, iid, m, r) in enumerate(top)]
+            out.append(hits)
+        if fetch:
+            self._fill(out, q, qmod, corr)
+        return out
+
+    def _fill(self, results: list[list[Hit]], q: np.ndarray, qmod: Modality, corr: GapCorrector) -> None:
+        """Attach stored text/uri/metadata; report the *raw* cosine when the corrector moved vectors."""
+        ids = sorted({h.id for hits in results for h in hits})
+        if not ids:
+            return
+        items = dict(zip(ids, self.store.get(ids)))
+        raw_needed = corr.transforms_items or type(corr).prepare_query is not GapCorrector.prepare_query
+        vec: dict[str, np.ndarray] = {}
+        if raw_needed:
+            for m in MODALITIES:
+                got, mat = self.store.vectors(m, [i for i in ids if items.get(i) and items[i].modality == m])
+                vec.update(zip(got, mat))
+        for qi, hits in enumerate(results):
+            for h in hits:
+                it = items.get(h.id)
+                if it is not None:
+                    h.text, h.uri, h.metadata = it.text, it.uri, it.metadata
+                if raw_needed and h.id in vec:
+                    h.cosine = float(q[qi] @ vec[h.id])
+
+    def search(self, text: str | None = None, *, image: Any = None, k: int = 10, gap: str | None = None,
+               modality: Modality | str | None = None) -> list[Hit]:
+        """Search with one text or image query. See :meth:`search_vectors`."""
+        q, qmod = self.embed_query(text, image)
+        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality)[0]
+
+    def search_many(self, texts: Sequence[str], *, k: int = 10, gap: str | None = None,
+                    modality: Modality | str | None = None, batch_size: int = 256) -> list[list[Hit]]:
+        """Batched text queries (encoder and store both batched)."""
+        out: list[list[Hit]] = []
+        for s in range(0, len(texts), batch_size):
+            q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)
+            out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality))
+        return out
+
+    # -- fitting gap correctors ----------------------------------------------------------
+    def pseudo_pairs(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT) -> FitData:
+        """Label-free fitting pairs: each query's top-1 item of each modality stands in for its gold."""
+        qs, golds, gm = [], [], []
+        for m in MODALITIES:
+            if self.store.count(m) == 0:
+                continue
+            res = self.store.search(queries, 1, m)
+            top_ids = [r[0][0] for r in res]
+            got, mat = self.store.vectors(m, top_ids)
+            lookup = dict(zip(got, mat))
+            for qi, iid in enumerate(top_ids):
+                qs.append(queries[qi])
+                golds.append(lookup[iid])
+                gm.append(m.value)
+        if not qs:
+            raise StoreError("the store is empty: nothing to pair the queries with", item=self.store.uri)
+        return FitData(queries=np.stack(qs), gold=np.stack(golds), gold_modality=np.array(gm),
+                       query_modality=Modality.parse(query_modality).value, pairs="pseudo")
+
+    def corpus_sample(self, n: int = 5000, seed: int = 0) -> dict[str, np.ndarray]:
+        """A random sample of stored vectors per modality (for corpus-statistics correctors)."""
+        rng = np.random.default_rng(seed)
+        out = {}
+        for m in MODALITIES:
+            if self.store.count(m) == 0:
+                continue
+            ids, mat = self.store.vectors(m)
+            if len(ids) > n:
+                mat = mat[np.sort(rng.choice(len(ids), n, replace=False))]
+            out[m.value] = mat
+        return out
+
+    def check_training_overlap(self, image_ids: Iterable[str], *, allow: bool = False) -> None:
+        """Refuse (or, with ``allow``, loudly warn about) fitting on the encoder's training images."""
+        info = self.manifest.encoder_training or {}
+        train = set(info.get("image_ids") or [])
+        overlap = sorted(set(image_ids) & train)
+        if not overlap:
+            return
+        msg = (f"{len(overlap)} fitting pair(s) use images the encoder was trained on (e.g. {overlap[0]}); "
+               "an encoder overfits its training images (matched cosine far higher than on unseen data), "
+               "so statistics fitted there are wrong. Fit on held-out data (the model's calib images).")
+        if not allow:
+            raise TrainingOverlapError(msg, item="pairs")
+        warnings.warn(msg, stacklevel=2)
+        log.warning(msg)
+
+    def fit_gap(self, spec: str, data: FitData | None = None, *, pseudo_queries: Sequence[str] | None = None,
+                corpus_sample: int = 5000, name: str | None = None, save: bool = True,
+                make_default: bool = False) -> GapCorrector:
+        """Fit a gap corrector and store it in the manifest under ``name`` (default: the spec).
+
+        Args:
+            spec: corrector spec (``zscore``, ``linear:procrustes``, ``linear+zscore``, ...).
+            data: labelled pairs (and/or corpus sample). Built from ``pseudo_queries`` when absent.
+            pseudo_queries: query texts for label-free pseudo pairs.
+            corpus_sample: size of the per-modality corpus sample added to the fitting data.
+        """
+        corr = make_corrector(spec)
+        if data is None:
+            if pseudo_queries is not None:
+                q = self.encoder.encode_text(list(pseudo_queries), show_progress=False)
+                data = self.pseudo_pairs(q, Modality.TEXT)
+            else:
+                data = FitData()
+        if not data.corpus:
+            data.corpus = self.corpus_sample(corpus_sample)
+        try:
+            corr.fit(data)
+        except MindgapError:
+            raise
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise InputError(f"cannot fit {spec!r}: {exc}", item="gap") from None
+        key = name or spec
+        if save:
+            m = self.manifest
+            m.gap[key] = corr.to_dict()
+            if make_default:
+                m.default_gap = key
+            self.store.save_manifest(m)
+        with self._lock:
+            self._gaps[key] = corr
+            self._item_cache = {k: v for k, v in self._item_cache.items() if k[0] != key}
+        return corr
+
+    def stats(self) -> dict[str, Any]:
+        m = self.store.manifest
+        return {"store": self.store.uri, "encoder": self.encoder_spec,
+                "counts": {mm.value: self.store.count(mm) for mm in MODALITIES},
+                "gap_correctors": sorted(m.gap) if m else [], "default_gap": m.default_gap if m else "naive",
+                "text_mode": self.text_mode}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def resolve_path(p: str | Path) -> Path:
+    return Path(p).expanduser().resolve()

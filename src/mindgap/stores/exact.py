@@ -1,0 +1,147 @@
+"""Exact numpy store: the oracle every other backend is tested against.
+
+``exact:`` keeps everything in memory; ``exact:/dir`` persists it. Each committed batch is
+one segment file written via temp file + ``os.replace`` (atomic), deletions are an atomic
+tombstone file, so a killed process leaves exactly the batches that committed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import write_json_atomic
+from ..registry import stores
+from ..types import Item, Modality
+from .base import BaseStore, SearchResult, topk_rows
+
+
+class ExactStore(BaseStore):
+    """Brute-force inner-product search over float32 matrices, one per modality."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.uri = f"exact:{self.path}" if self.path else "exact:"
+        self._items: dict[str, Item] = {}
+        self._vec: dict[str, np.ndarray] = {}
+        self._mat: dict[Modality, tuple[list[str], np.ndarray]] = {}
+        self._dim: int | None = None
+        self._nseg = 0
+        if self.path:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "segments").mkdir(exist_ok=True)
+            self._manifest_path = self.path / "manifest.json"
+            self._load()
+
+    # -- persistence -------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self.path is not None
+        dead = set()
+        tomb = self.path / "tombstones.json"
+        if tomb.exists():
+            dead = set(json.loads(tomb.read_text()))
+        for seg in sorted((self.path / "segments").glob("*.npz")):
+            self._nseg = max(self._nseg, int(seg.stem) + 1)
+            with np.load(seg, allow_pickle=False) as z:
+                vecs = z["vectors"]
+                metas = json.loads(str(z["items"]))
+            for m, v in zip(metas, vecs):
+                if m["id"] in dead:
+                    continue
+                self._items[m["id"]] = Item.from_dict(m)
+                self._vec[m["id"]] = v
+                self._dim = v.shape[0]
+        self._dead = dead
+
+    def _write_segment(self, items: Sequence[Item], v: np.ndarray) -> None:
+        assert self.path is not None
+        buf = io.BytesIO()
+        np.savez(buf, vectors=v, items=np.array(json.dumps([it.to_dict() for it in items])))
+        seg_dir = self.path / "segments"
+        fd, tmp = tempfile.mkstemp(prefix=".seg-", dir=str(seg_dir))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, seg_dir / f"{self._nseg:08d}.npz")
+        self._nseg += 1
+
+    # -- contract ------------------------------------------------------------------------
+    def add(self, items: Sequence[Item], vectors: np.ndarray) -> int:
+        v = self.check_add(items, vectors, self._dim)
+        keep = [i for i, it in enumerate(items) if it.id not in self._items]
+        if not keep:
+            return 0
+        items = [items[i] for i in keep]
+        v = v[keep]
+        if self.path:
+            revived = {it.id for it in items} & getattr(self, "_dead", set())
+            if revived:
+                self._dead -= revived
+                write_json_atomic(self.path / "tombstones.json", sorted(self._dead))
+            self._write_segment(items, v)
+        for it, row in zip(items, v):
+            self._items[it.id] = it
+            self._vec[it.id] = row
+        self._dim = v.shape[1]
+        self._mat.clear()
+        return len(items)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        gone = [i for i in ids if i in self._items]
+        if not gone:
+            return 0
+        if self.path:
+            self._dead = getattr(self, "_dead", set()) | set(gone)
+            write_json_atomic(self.path / "tombstones.json", sorted(self._dead))
+        for i in gone:
+            del self._items[i]
+            del self._vec[i]
+        self._mat.clear()
+        return len(gone)
+
+    def _matrix(self, modality: Modality) -> tuple[list[str], np.ndarray]:
+        if modality not in self._mat:
+            ids = sorted(i for i, it in self._items.items() if it.modality == modality)
+            mat = np.stack([self._vec[i] for i in ids]) if ids else np.zeros((0, self._dim or 0), np.float32)
+            self._mat[modality] = (ids, np.ascontiguousarray(mat, dtype=np.float32))
+        return self._mat[modality]
+
+    def search(self, queries: np.ndarray, k: int, modality: Modality) -> SearchResult:
+        q = self.check_queries(queries, k)
+        ids, mat = self._matrix(Modality.parse(modality))
+        if not ids:
+            return [[] for _ in range(len(q))]
+        idx, vals = topk_rows(q @ mat.T, k)
+        return [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+
+    def get(self, ids: Sequence[str]) -> list[Item | None]:
+        return [self._items.get(i) for i in ids]
+
+    def has(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i in self._items}
+
+    def count(self, modality: Modality | None = None) -> int:
+        if modality is None:
+            return len(self._items)
+        m = Modality.parse(modality)
+        return sum(1 for it in self._items.values() if it.modality == m)
+
+    def vectors(self, modality: Modality, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+        if ids is None:
+            all_ids, mat = self._matrix(Modality.parse(modality))
+            return list(all_ids), mat.copy()
+        found = [i for i in ids if i in self._vec]
+        mat = np.stack([self._vec[i] for i in found]) if found else np.zeros((0, self._dim or 0), np.float32)
+        return found, mat
+
+
+@stores.register("exact", help="exact numpy scan (in memory, or persisted to a directory)")
+def _make(rest: str, **_: object) -> ExactStore:
+    return ExactStore(rest or None)

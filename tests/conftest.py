@@ -1,0 +1,65 @@
+"""Shared fixtures: the real trained offline encoder, the shared data, small real subsets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    from mindgap.datasets import shared_data_dir
+
+    return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def flickr_dir(shared_data: Path) -> Path:
+    return shared_data / "flickr8k_224"
+
+
+@pytest.fixture(scope="session")
+def mmqa_dir(shared_data: Path) -> Path:
+    return shared_data / "mmqa"
+
+
+@pytest.fixture(scope="session")
+def offline_encoder():
+    """The real trained offline model (bundled, ``mindgap:flickr8k-small``)."""
+    from mindgap.encoders import DEFAULT_OFFLINE_SPEC, load_encoder
+
+    return load_encoder(DEFAULT_OFFLINE_SPEC)
+
+
+@pytest.fixture(scope="session")
+def flickr_test(flickr_dir: Path):
+    """All 1,000 Flickr8k test records (image path + 5 captions), sorted by id."""
+    from mindgap.datasets import load_caption_set
+
+    return load_caption_set(flickr_dir, split="test")
+
+
+@pytest.fixture(scope="session")
+def calib_records(flickr_dir: Path):
+    """The offline model's held-out calib images (never trained on)."""
+    from mindgap.datasets import load_caption_set
+    from mindgap.encoders.dual import DEFAULT_OFFLINE_MODEL, resolve_model_dir
+    from mindgap.encoders.dual_model import DualEncoderModel
+
+    cfg = DualEncoderModel.read_config(resolve_model_dir(DEFAULT_OFFLINE_MODEL))
+    calib = set(cfg["training"]["data"]["calib_images"])
+    return [r for r in load_caption_set(flickr_dir, split="val") if r.image_id in calib]
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
