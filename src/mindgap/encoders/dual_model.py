@@ -16,6 +16,7 @@ residual MLP projection. Image tower: a small residual CNN trained from scratch.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,9 @@ class DualEncoderModel:
             for f in keep:
                 shutil.copy2(out / f, tmp / f)
             shutil.rmtree(out)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a model directory is meant to be shared
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         tmp.rename(out)
         return out
 

@@ -28,7 +28,8 @@ def write_model_card(out_dir: str | Path, cfg: dict[str, Any]) -> Path:
         f"- Loss: symmetric InfoNCE, learnable temperature from {rc.get('init_temperature')} (final {tr.get('final_temperature')}).",
         f"- Optimiser: AdamW lr {rc.get('lr')}, weight decay {rc.get('weight_decay')}, batch {rc.get('batch_size')},"
         f" {rc.get('epochs')} epochs, cosine schedule with {rc.get('warmup_epochs')} warm-up epochs, seed {rc.get('seed')}.",
-        f"- Training time: {tr.get('train_seconds')} s on {tr.get('machine')}.",
+        f"- Training time: {tr.get('train_seconds')} s on {tr.get('machine')}."
+        + (f" {tr['timing_note']}" if tr.get("timing_note") else ""),
         "",
         "## Data",
         f"- Trained on Flickr8k (`{tr.get('data', {}).get('dataset')}`) split `{tr.get('data', {}).get('split')}`:"
