@@ -63,3 +63,32 @@ def calib_records(flickr_dir: Path):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def flickr_embeddings(offline_encoder, flickr_test, calib_records):
+    """Offline-model embeddings of the Flickr8k test split and of the model's calib images.
+
+    Returns:
+        ``{"test": split, "calib": split}``; each ``split`` is a dict with
+        ``"ids"`` (list of n image ids, in the order of ``flickr_test`` / ``calib_records``),
+        ``"records"`` (those records), ``"images"`` float32 ``(n, d)`` and ``"captions"``
+        float32 ``(n, 5, d)`` (caption j of image i at ``[i, j]``), all L2-normalised
+        (d = 256; n = 1000 for test, 200 for calib). Treat the arrays as read-only.
+
+    Encoded through :mod:`mindgap.caption.cache` (``$MINDGAP_CACHE`` or ``~/.cache/mindgap``):
+    only the first session on a machine pays for encoding (a few minutes on 2 CPU cores).
+    """
+    import numpy as np
+
+    from mindgap.caption.cache import encode_images, encode_texts
+
+    out = {}
+    for name, recs in (("test", flickr_test), ("calib", calib_records)):
+        assert all(len(r.captions) == 5 for r in recs), f"{name}: expected 5 captions per image"
+        img = encode_images(offline_encoder, [r.path for r in recs], show_progress=False)
+        cap = encode_texts(offline_encoder, [c for r in recs for c in r.captions], show_progress=False)
+        out[name] = {"ids": [r.image_id for r in recs], "records": list(recs),
+                     "images": np.asarray(img, np.float32),
+                     "captions": np.asarray(cap, np.float32).reshape(len(recs), 5, -1)}
+    return out

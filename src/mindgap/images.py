@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,36 +84,50 @@ def load_image(obj: Any, *, name: str | None = None, limit: int | None = None): 
         )
     if not data:
         raise ImageError("empty file / no bytes", item=label)
-    old = Image.MAX_IMAGE_PIXELS
     try:
-        # Our own check below is authoritative; disable PIL's warning-level heuristics.
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                im = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
-                raise ImageError("not an image (format not recognised)", item=label) from None
-            w, h = im.size
-            if w * h > limit:
-                raise ImageTooLarge(
-                    f"image is {w}x{h} = {w*h:,} pixels, over the limit of {limit:,} "
-                    "(possible decompression bomb)",
-                    item=label,
-                )
-            if w == 0 or h == 0:
-                raise ImageError("image has zero width or height", item=label)
-            try:
-                im.load()
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)
-                rgb = im.convert("RGB")
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-                raise ImageError(f"corrupt or truncated image ({exc})", item=label) from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+        im = _open(Image, data)
+    except UnidentifiedImageError:
+        raise ImageError("not an image (format not recognised)", item=label) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image over PIL's decompression-bomb limit ({exc})", item=label) from None
+    w, h = im.size
+    if w * h > limit:
+        raise ImageTooLarge(
+            f"image is {w}x{h} = {w*h:,} pixels, over the limit of {limit:,} "
+            "(possible decompression bomb)",
+            item=label,
+        )
+    if w == 0 or h == 0:
+        raise ImageError("image has zero width or height", item=label)
+    try:
+        im.load()
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        rgb = im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"corrupt or truncated image ({exc})", item=label) from None
     return rgb
 
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _open(Image: Any, data: bytes) -> Any:  # noqa: N803 - the PIL module
+    """``Image.open`` (header only: cheap) with PIL's own size guard lifted.
+
+    Our check on the header size is authoritative and names the dimensions. PIL's guard
+    (``Image.MAX_IMAGE_PIXELS``) is process-global, so it is lifted and restored under a
+    lock: decode threads (ingestion, the server) must never race on that global, nor on
+    the warnings filters (``warnings.catch_warnings`` is not thread-safe). Decoding itself
+    (``load``) happens outside the lock.
+    """
+    with _PIL_LIMIT_LOCK:
+        pil_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil_limit
 
 def is_image_path(path: str | Path) -> bool:
     """True when the file extension is a known image extension."""

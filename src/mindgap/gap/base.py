@@ -10,7 +10,9 @@ A corrector can act at three points of a search, each optional:
   index is searched, no re-indexing needed);
 * ``score(sim, query_modality, modality)`` — a per-modality monotone rescoring of the
   similarities (``zscore``), so per-modality top-k then merge is exact;
-* ``route(q, query_modality)`` — which modalities to search per query (``modal-clf``).
+* ``route(q, query_modality, texts=None)`` — which modalities to search per query
+  (``modal-clf``); correctors that classify the query *text* (``uses_query_text``) get the
+  query strings too.
 
 Fitting data is a :class:`FitData`: query embeddings with their gold item embeddings and
 gold modality (labelled or pseudo pairs) and/or a sample of corpus embeddings per modality.
@@ -18,12 +20,16 @@ gold modality (labelled or pseudo pairs) and/or a sample of corpus embeddings pe
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InputError, NotFittedError
+from ..errors import InputError, NotFittedError, SpecError
 from ..types import Modality
 
 
@@ -62,6 +68,21 @@ class FitData:
             if m not in self.corpus or len(self.corpus[m]) == 0:
                 raise InputError(f"{who} needs a corpus sample of {m} embeddings to fit", item="corpus")
 
+    def take(self, rows: np.ndarray) -> "FitData":
+        """The pairs at ``rows`` (index or mask), with the same corpus sample."""
+        qm = self.query_modality if isinstance(self.query_modality, str) else np.asarray(self.query_modality)[rows]
+        pick = (lambda a: None if a is None else np.asarray(a)[rows])
+        return FitData(queries=pick(self.queries), gold=pick(self.gold), gold_modality=pick(self.gold_modality),
+                       query_modality=qm, corpus=self.corpus, pairs=self.pairs)
+
+    def query_sample(self, modality: "Modality | str", min_rows: int = 1) -> np.ndarray | None:
+        """The fitting queries of one modality (``None`` if fewer than ``min_rows``)."""
+        if self.queries is None or len(self.queries) == 0:
+            return None
+        m = Modality.parse(modality).value
+        sel = np.asarray(self.queries, dtype=np.float32)[self.qmod() == m]
+        return sel if len(sel) >= max(1, min_rows) else None
+
 
 class GapCorrector:
     """Base class: identity everywhere. Subclasses override what they change."""
@@ -71,6 +92,35 @@ class GapCorrector:
     needs_pairs: ClassVar[bool] = False
     #: whether ``transform_items`` moves documents (the retriever then scans transformed vectors)
     transforms_items: ClassVar[bool] = False
+    #: whether ``route`` needs the query strings (``texts=``), not only their embeddings
+    uses_query_text: ClassVar[bool] = False
+    #: the hyper-parameter a bare word in a spec sets (``linear:procrustes`` → ``kind``)
+    spec_positional: ClassVar[str | None] = None
+
+    @classmethod
+    def from_spec(cls, rest: str = "", **params: Any) -> "GapCorrector":
+        """Build from the part of a spec after ``name:`` — ``key=value`` options separated by ``,``.
+
+        Example: ``distnorm:lam=0.5``, ``linear:procrustes``, ``linear:ols,ridge=1``.
+        Values are parsed as JSON scalars when they look like one (numbers, true/false/null).
+        """
+        opts: dict[str, Any] = {}
+        for tok in (t.strip() for t in (rest or "").split(",")):
+            if not tok:
+                continue
+            key, eq, val = tok.partition("=")
+            if not eq:
+                if cls.spec_positional is None or cls.spec_positional in opts:
+                    raise SpecError(f"gap corrector {cls.name!r}: bad option {tok!r} (use key=value)", item=tok)
+                key, val = cls.spec_positional, tok
+            opts[key.strip().replace("-", "_")] = _parse_value(val.strip())
+        opts.update(params)
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        unknown = sorted(set(opts) - set(accepted))
+        if unknown:
+            raise SpecError(f"gap corrector {cls.name!r} has no option(s) {', '.join(unknown)}; "
+                            f"accepted: {', '.join(accepted) or 'none'}", item=cls.name)
+        return cls(**opts)
 
     def fit(self, data: FitData) -> "GapCorrector":
         return self
@@ -89,7 +139,8 @@ class GapCorrector:
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         return sim
 
-    def route(self, q: np.ndarray, query_modality: Modality) -> list[list[Modality]] | None:
+    def route(self, q: np.ndarray, query_modality: Modality,
+              texts: Sequence[str] | None = None) -> list[list[Modality]] | None:
         """Modalities to search per query, or ``None`` for all."""
         return None
 
@@ -113,9 +164,27 @@ class GapCorrector:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
+#: arrays with more elements than this are stored as base64 (a 512×512 map as a JSON list
+#: of floats would be ~5 MB of manifest; base64 float32 is 1.4 MB and bit-exact)
+B64_MIN_SIZE = 1024
+
+
+def _parse_value(val: str) -> Any:
+    try:
+        out = json.loads(val)
+    except ValueError:
+        return val
+    return out if isinstance(out, (int, float, bool)) or out is None else val
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, np.ndarray):
-        return {"__ndarray__": v.astype(np.float32 if v.dtype.kind == "f" else v.dtype).tolist(), "dtype": str(v.dtype) if v.dtype.kind != "f" else "float32"}
+        a = v.astype(np.float32) if v.dtype.kind == "f" else v
+        dtype = "float32" if v.dtype.kind == "f" else str(v.dtype)
+        if a.size > B64_MIN_SIZE and a.dtype.kind in "fiub":
+            raw = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()  # little-endian on disk
+            return {"__ndarray_b64__": base64.b64encode(raw).decode("ascii"), "dtype": dtype, "shape": list(a.shape)}
+        return {"__ndarray__": a.tolist(), "dtype": dtype}
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     if isinstance(v, dict):
@@ -130,6 +199,10 @@ def _jsonable(v: Any) -> Any:
 def _from_jsonable(v: Any) -> Any:
     if isinstance(v, dict) and "__ndarray__" in v:
         return np.asarray(v["__ndarray__"], dtype=v.get("dtype", "float32"))
+    if isinstance(v, dict) and "__ndarray_b64__" in v:
+        dt = np.dtype(v.get("dtype", "float32")).newbyteorder("<")
+        raw = np.frombuffer(base64.b64decode(v["__ndarray_b64__"]), dtype=dt)
+        return raw.reshape(v.get("shape", [-1])).astype(dt.newbyteorder("="))
     if isinstance(v, dict) and "name" in v and "params" in v and "state" in v:
         from . import corrector_from_dict
 
