@@ -32,15 +32,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestReport:
-    """Summary of one ``index`` run."""
+    """Summary of one ``index`` run.
+
+    Attributes:
+        added: items embedded and committed, per modality.
+        already_present: items whose id the store already held (or repeated in the source).
+        present: ``already_present`` per modality.
+        skipped: ``(item, reason)`` for everything that could not be indexed.
+        seconds: wall time of the run.
+    """
 
     added: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
     already_present: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    present: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
+    seconds: float = 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        """Throughput over every item handled (added, present or skipped)."""
+        n = sum(self.added.values()) + self.already_present + len(self.skipped)
+        return n / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "already_present": self.already_present,
-                "skipped": [{"item": i, "reason": r} for i, r in self.skipped]}
+        return {"added": self.added, "already_present": self.already_present, "present": self.present,
+                "skipped": [{"item": i, "reason": r} for i, r in self.skipped],
+                "seconds": round(self.seconds, 3), "items_per_second": round(self.items_per_second, 2)}
 
 
 class TrainingOverlapError(InputError):
@@ -108,8 +125,18 @@ class Retriever:
         return m
 
     # -- ingestion --------------------------------------------------------------------------
-    def embed_items(self, items: Sequence[Item]) -> tuple[list[Item], np.ndarray, list[tuple[str, str]]]:
-        """Embed items; bad ones are returned as ``(id, reason)`` instead of failing the batch."""
+    def embed_items(self, items: Sequence[Item], *, decoded: dict[str, Any] | None = None
+                    ) -> tuple[list[Item], np.ndarray, list[tuple[str, str]]]:
+        """Embed items; bad ones are returned as ``(id, reason)`` instead of failing the batch.
+
+        Args:
+            items: text and image items.
+            decoded: image id → already decoded PIL image (or the ``ImageError`` decoding
+                raised), from the ingestion pipeline's decode threads; others are decoded here.
+
+        Returns:
+            ``(embedded items, their (n, d) vectors in that order, skipped (id, reason))``.
+        """
         from .images import load_image
 
         ok: list[Item] = []
@@ -129,7 +156,14 @@ class Retriever:
         pil, good_i = [], []
         for it in images:
             try:
-                pil.append(load_image(it.uri or "", name=it.uri or it.id))
+                img = decoded.get(it.id) if decoded else None
+                if img is None:
+                    if not it.uri:
+                        raise ImageError("image item has no file path (uri)", item=it.id)
+                    img = load_image(it.uri, name=it.uri)
+                if isinstance(img, Exception):
+                    raise img
+                pil.append(img)
                 good_i.append(it)
             except ImageError as exc:
                 skipped.append((it.id, str(exc)))
@@ -140,61 +174,43 @@ class Retriever:
         return ok, mat, skipped
 
     def _encode_text_plain(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode_text(texts, show_progress=False)
+        # Encode in length order so each encoder batch pads to similar lengths (1.3–2.3x faster
+        # on MMQA passages' sentences, measured on the shared machine; results equal to ~1e-7),
+        # then restore the order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = self.encoder.encode_text([texts[i] for i in order], show_progress=False)
+        res = np.empty_like(out)
+        res[order] = out
+        return res
 
-    def index(self, items: Iterable[Item], *, batch_size: int = 64, progress: bool = True,
-              total: int | None = None, source: str | None = None) -> IngestReport:
+    def index(self, items: Iterable[Item | tuple[str, str]], *, batch_size: int = 64, progress: bool = True,
+              total: int | None = None, source: str | None = None, workers: int | None = None,
+              prefetch: int = 2) -> IngestReport:
         """Embed and add items in committed batches; ids already in the store are skipped.
 
         Each batch is one atomic ``store.add``: a killed process leaves exactly the batches
-        that committed, and re-running completes the rest (stable ids).
+        that committed, and re-running completes the rest (stable ids). Images of the next
+        ``prefetch`` batches are decoded by ``workers`` threads while the encoder runs
+        (:mod:`mindgap.ingest.pipeline`). ``(source, reason)`` tuples in ``items`` are skip
+        records (from :func:`mindgap.ingest.iter_source`) and go straight to the report.
         """
-        report = IngestReport()
-        m = self.manifest
-        if source and source not in m.sources:
-            m.sources.append(source)
-            self.store.save_manifest(m)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        from .ingest.pipeline import run_index
 
-            bar = tqdm(total=total, unit="item", desc="index")
-        batch: list[Item] = []
+        try:
+            return run_index(self, items, batch_size=batch_size, progress=progress, total=total, source=source,
+                             workers=workers, prefetch=prefetch)
+        finally:
+            self._item_cache.clear()
 
-        def flush() -> None:
-            if not batch:
-                return
-            present = self.store.has([it.id for it in batch])
-            fresh = [it for it in batch if it.id not in present]
-            report.already_present += len(batch) - len(fresh)
-            if fresh:
-                good, vecs, skipped = self.embed_items(fresh)
-                report.skipped.extend(skipped)
-                if good:
-                    self.store.add(good, vecs)
-                    for it in good:
-                        report.added[it.modality.value] += 1
-            if bar:
-                bar.update(len(batch))
-            batch.clear()
+    def index_source(self, source: str | Path, *, append: bool = False, **options: Any) -> IngestReport:
+        """Ingest a folder, JSONL file, MMQA folder or image–caption folder (the CLI's ``mindgap index``).
 
-        seen: set[str] = set()
-        for it in items:
-            if isinstance(it, tuple):  # (source, reason) skip records from ingest
-                report.skipped.append(it)
-                continue
-            if it.id in seen:
-                report.already_present += 1
-                continue
-            seen.add(it.id)
-            batch.append(it)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-        if bar:
-            bar.close()
-        self._item_cache.clear()
-        return report
+        Re-indexing the same source adds only what is missing; a different source into a
+        non-empty store needs ``append=True``. Options: see :func:`mindgap.ingest.index_source`.
+        """
+        from .ingest import index_source
+
+        return index_source(self, source, append=append, **options)
 
     def delete(self, ids: Sequence[str]) -> int:
         n = self.store.delete(list(ids))
@@ -242,11 +258,12 @@ class Retriever:
 
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
                        k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
-                       fetch: bool = True) -> list[list[Hit]]:
+                       fetch: bool = True, texts: Sequence[str] | None = None) -> list[list[Hit]]:
         """Gap-corrected exact top-k for a batch of query embeddings.
 
         Per modality: top-k by cosine (the store's index, or a scan of transformed vectors
         for embedding-level correctors), rescored by the corrector, merged on the score.
+        ``texts`` (the query strings) reach correctors that route on text (``modal-clf:bert``).
         """
         from .stores.base import topk_rows
 
@@ -257,7 +274,7 @@ class Retriever:
         corr = self.gap(gap_name)
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)
-        routes = corr.route(q, qmod)
+        routes = corr.route(q, qmod, texts=texts) if getattr(corr, "uses_query_text", False) else corr.route(q, qmod)
         per_query: list[list[tuple[float, float, str, Modality, int]]] = [[] for _ in range(len(q))]
         for m in mods:
             if self.store.count(m) == 0:
@@ -313,7 +330,8 @@ class Retriever:
                modality: Modality | str | None = None) -> list[Hit]:
         """Search with one text or image query. See :meth:`search_vectors`."""
         q, qmod = self.embed_query(text, image)
-        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality)[0]
+        texts = [str(text)] if qmod == Modality.TEXT else None
+        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts)[0]
 
     def search_many(self, texts: Sequence[str], *, k: int = 10, gap: str | None = None,
                     modality: Modality | str | None = None, batch_size: int = 256) -> list[list[Hit]]:
@@ -321,7 +339,8 @@ class Retriever:
         out: list[list[Hit]] = []
         for s in range(0, len(texts), batch_size):
             q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)
-            out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality))
+            out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality,
+                                           texts=list(texts[s : s + batch_size])))
         return out
 
     # -- fitting gap correctors ----------------------------------------------------------

@@ -1,0 +1,369 @@
+"""``mindgap search`` (single or batched, gap-corrected) and ``mindgap fit-gap``.
+
+Query files (``search --queries``, ``fit-gap --pseudo``): one text query per line, or
+JSONL (``.jsonl`` suffix, or a first line starting with ``{``) with records
+``{"query": "..."}`` / ``{"text": "..."}`` or ``{"image": "path"}`` (relative to the
+file's folder) and an optional ``"id"``.
+
+Pairs files (``fit-gap --pairs``, labelled fitting data), JSONL, one pair per line::
+
+    {"query": "a dog runs on the beach", "gold_id": "<id of an item in the store>"}
+    {"query": "who painted it?", "gold_text": "A passage that answers it ..."}
+    {"query": "a red car", "gold_image": "images/car.jpg"}
+    {"query_image": "q/photo.jpg", "gold_id": "doc-17"}
+
+exactly one of ``query`` (text) / ``query_image`` (path) and exactly one of ``gold_id`` /
+``gold_text`` / ``gold_image`` (paths relative to the pairs file's folder); other fields
+are ignored. ``gold_text`` is embedded like the store's passages (its text mode). Any bad
+line is an error naming the line: fitting on silently dropped pairs would be wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.markup import escape
+
+from .common import console, err_console, print_json, table
+from .index import STORE_HELP, make_retriever, open_existing_store
+
+GAP_HELP = "Gap corrector (naive, zscore, center, ...; a fitted name). Default: the store's default."
+
+
+# -- input files -------------------------------------------------------------------------
+def _lines(path: Path) -> list[tuple[int, str]]:
+    from ..errors import InputError
+    from ..text import decode_text
+
+    if not path.is_file():
+        raise InputError("file not found", item=str(path))
+    text = decode_text(path.read_bytes(), name=str(path))
+    return [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+
+
+def _json_line(path: Path, ln: int, raw: str) -> dict[str, Any]:
+    from ..errors import InputError
+
+    try:
+        rec = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"line {ln}: not valid JSON ({getattr(exc, 'msg', exc)})", item=str(path)) from None
+    if not isinstance(rec, dict):
+        raise InputError(f"line {ln}: expected a JSON object", item=str(path))
+    return rec
+
+
+def _path_field(path: Path, ln: int, rec: dict[str, Any], key: str) -> str:
+    from ..errors import InputError
+
+    v = rec[key]
+    if not isinstance(v, str) or not v.strip():
+        raise InputError(f"line {ln}: {key!r} must be a path string", item=str(path))
+    p = Path(v).expanduser()
+    p = p if p.is_absolute() else path.parent / p
+    if not p.is_file():
+        raise InputError(f"line {ln}: {key} file not found ({p})", item=str(path))
+    return str(p.resolve())
+
+
+def _one_of(path: Path, ln: int, rec: dict[str, Any], keys: tuple[str, ...]) -> str:
+    from ..errors import InputError
+
+    have = [k for k in keys if rec.get(k) is not None]
+    if len(have) != 1:
+        raise InputError(f"line {ln}: needs exactly one of {', '.join(map(repr, keys))}"
+                         + (f" (has {', '.join(have)})" if have else ""), item=str(path))
+    return have[0]
+
+
+def read_queries(path: Path) -> list[dict[str, str]]:
+    """Queries of a file → ``[{"id", "text"} | {"id", "image"}]`` (format in the module docstring)."""
+    from ..errors import InputError
+
+    lines = _lines(path)
+    if not lines:
+        raise InputError("no queries in the file", item=str(path))
+    out: list[dict[str, str]] = []
+    if path.suffix == ".jsonl" or lines[0][1].lstrip().startswith("{"):
+        for ln, raw in lines:
+            rec = _json_line(path, ln, raw)
+            key = _one_of(path, ln, rec, ("query", "text", "image"))
+            qid = str(rec.get("id", rec.get("qid", f"q{len(out) + 1}")))
+            if key == "image":
+                out.append({"id": qid, "image": _path_field(path, ln, rec, "image")})
+            else:
+                if not isinstance(rec[key], str) or not rec[key].strip():
+                    raise InputError(f"line {ln}: empty query text", item=str(path))
+                out.append({"id": qid, "text": rec[key].strip()})
+    else:
+        out = [{"id": f"q{i + 1}", "text": raw.strip()} for i, (_, raw) in enumerate(lines)]
+    return out
+
+
+def read_pairs(path: Path, retr: Any) -> tuple[Any, set[str]]:
+    """A pairs file → ``(FitData, image ids used)`` for the training-overlap check (format above)."""
+    from ..errors import InputError
+    from ..gap import FitData
+    from ..images import load_image
+    from ..types import MODALITIES, Item, Modality
+
+    rows = []
+    for ln, raw in _lines(path):
+        rec = _json_line(path, ln, raw)
+        qk = _one_of(path, ln, rec, ("query", "query_image"))
+        gk = _one_of(path, ln, rec, ("gold_id", "gold_text", "gold_image"))
+        q = _path_field(path, ln, rec, qk) if qk == "query_image" else rec[qk]
+        g = _path_field(path, ln, rec, gk) if gk == "gold_image" else rec[gk]
+        if gk == "gold_id" and isinstance(g, int) and not isinstance(g, bool):
+            g = str(g)  # integer ids, as the JSONL ingester stores them
+        for key, v in ((qk, q), (gk, g)):
+            if not isinstance(v, str) or not v.strip():
+                raise InputError(f"line {ln}: {key!r} must be a non-empty string", item=str(path))
+        rows.append((ln, qk, q, gk, g))
+    if not rows:
+        raise InputError("no pairs in the file", item=str(path))
+    enc = retr.encoder
+    n = len(rows)
+    qv = np.zeros((n, enc.dim), np.float32)
+    gv = np.zeros((n, enc.dim), np.float32)
+    gmod = [""] * n
+    qmod = ["text" if r[1] == "query" else "image" for r in rows]
+    image_ids: set[str] = set()
+    ti = [i for i, r in enumerate(rows) if r[1] == "query"]
+    if ti:
+        qv[ti] = enc.encode_text([rows[i][2] for i in ti], show_progress=False)
+    ii = [i for i, r in enumerate(rows) if r[1] == "query_image"]
+    if ii:
+        pil = [load_image(rows[i][2], name=f"{path.name}:{rows[i][0]} query_image") for i in ii]
+        qv[ii] = enc.encode_image(pil, show_progress=False)
+        image_ids |= {Path(rows[i][2]).stem for i in ii}
+    by_id = [i for i, r in enumerate(rows) if r[3] == "gold_id"]
+    if by_id:
+        ids = sorted({rows[i][4] for i in by_id})
+        items = dict(zip(ids, retr.store.get(ids)))
+        vec: dict[str, np.ndarray] = {}
+        for m in MODALITIES:
+            got, mat = retr.store.vectors(m, [i for i in ids if items[i] is not None and items[i].modality == m])
+            vec.update(zip(got, mat))
+        for i in by_id:
+            ln, gid = rows[i][0], rows[i][4]
+            it = items.get(gid)
+            if it is None or gid not in vec:
+                raise InputError(f"line {ln}: gold_id {gid!r} is not in the store", item=str(path))
+            gv[i], gmod[i] = vec[gid], it.modality.value
+            if it.modality == Modality.IMAGE:
+                image_ids |= {gid, Path(gid).stem} | ({Path(it.uri).stem} if it.uri else set())
+                if it.metadata.get("image_id"):
+                    image_ids.add(str(it.metadata["image_id"]))
+    fresh = [i for i, r in enumerate(rows) if r[3] != "gold_id"]
+    if fresh:
+        items_new = [Item(id=f"{path.name}:{rows[i][0]}", modality=Modality.TEXT if rows[i][3] == "gold_text"
+                          else Modality.IMAGE, text=rows[i][4] if rows[i][3] == "gold_text" else None,
+                          uri=rows[i][4] if rows[i][3] == "gold_image" else None) for i in fresh]
+        ok, mat, skipped = retr.embed_items(items_new)
+        if skipped:
+            raise InputError(f"gold of {skipped[0][0]} cannot be embedded: {skipped[0][1]}", item=str(path))
+        pos = {it.id: j for j, it in enumerate(ok)}
+        for i, it in zip(fresh, items_new):
+            gv[i], gmod[i] = mat[pos[it.id]], it.modality.value
+            if it.uri:
+                image_ids.add(Path(it.uri).stem)
+    return FitData(queries=qv, gold=gv, gold_modality=np.array(gmod), query_modality=np.array(qmod),
+                   pairs="gold"), image_ids
+
+
+# -- output ------------------------------------------------------------------------------
+def _preview(h: Any, n: int) -> str:
+    if h.modality.value == "image":
+        s = h.uri or ""
+        if h.text:
+            s = f"{s}  ({h.text[:n]})"
+        return s
+    t = " ".join((h.text or "").split())
+    return t[:n] + ("…" if len(t) > n else "")
+
+
+def hits_table(title: str, hits: list[Any], snippet: int) -> Any:
+    """rank, id, modality, raw cosine, corrected score, rank within its modality, text or image path."""
+    from rich.table import Table
+
+    # rich shrinks columns from the left when a no-wrap column is too wide: budget the
+    # preview column from the terminal width instead (fixed columns + borders ≈ 57 cells).
+    idw = min(max((len(h.id) for h in hits), default=2), 32)
+    t = Table(title=title, title_justify="left")
+    t.add_column("rank", justify="right", no_wrap=True)
+    t.add_column("id", overflow="fold", min_width=min(idw, 12))
+    t.add_column("modality", no_wrap=True)
+    t.add_column("cosine", justify="right", no_wrap=True)
+    t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("mod.rank", justify="right", no_wrap=True)
+    t.add_column("text / image", no_wrap=True, overflow="ellipsis", max_width=max(12, console.width - 57 - idw))
+    for h in hits:
+        t.add_row(str(h.rank), escape(h.id), h.modality.value, f"{h.cosine:.4f}", f"{h.score:.4f}",
+                  str(h.modality_rank), escape(_preview(h, snippet)))
+    return t
+
+
+def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: str | None, modality: str | None,
+                    batch_size: int) -> list[list[Any]]:
+    """Text queries through ``search_many`` (encoder and store batched); image queries likewise."""
+    from ..images import load_image
+    from ..types import Modality
+
+    res: list[list[Any] | None] = [None] * len(queries)
+    ti = [i for i, q in enumerate(queries) if "text" in q]
+    if ti:
+        for i, hits in zip(ti, retr.search_many([queries[i]["text"] for i in ti], k=k, gap=gap, modality=modality,
+                                                batch_size=batch_size)):
+            res[i] = hits
+    ii = [i for i, q in enumerate(queries) if "image" in q]
+    for s in range(0, len(ii), batch_size):
+        chunk = ii[s: s + batch_size]
+        pil = [load_image(queries[i]["image"], name=queries[i]["image"]) for i in chunk]
+        qv = retr.encoder.encode_image(pil, show_progress=False)
+        for i, hits in zip(chunk, retr.search_vectors(qv, Modality.IMAGE, k=k, gap=gap, modality=modality)):
+            res[i] = hits
+    return [r or [] for r in res]
+
+
+def register(app: typer.Typer) -> None:
+    """Register ``search`` and ``fit-gap`` on the app."""
+
+    @app.command("search")
+    def search_cmd(
+        store: str = typer.Argument(..., help=STORE_HELP),
+        query: str = typer.Argument(None, help="Query text (or use --image / --queries)."),
+        image: Path = typer.Option(None, "--image", help="Query image file."),
+        k: int = typer.Option(10, "-k", "--k", help="Results."),
+        gap: str = typer.Option(None, "--gap", help=GAP_HELP),
+        modality: str = typer.Option(None, "--modality", help="Search only text or only image items."),
+        queries: Path = typer.Option(None, "--queries", help="Batched: a file of queries (one per line, or JSONL)."),
+        encoder: str = typer.Option(None, "--encoder", help="Query encoder (must be the store's)."),
+        batch_size: int = typer.Option(256, "--batch-size", help="--queries: queries per encoder/store batch."),
+        out: Path = typer.Option(None, "--out", help="--queries: write one JSON line per query here."),
+        snippet: int = typer.Option(60, "--snippet", help="Characters of passage text shown."),
+        json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    ) -> None:
+        """Gap-corrected exact top-k over a mixed text + image store.
+
+        Each modality is searched for its own top-k by cosine, rescored by the corrector
+        (e.g. zscore) and merged — no full scan of the other modality. Columns: merged rank,
+        id, modality, raw cosine, corrected score, rank within its modality, text or image.
+        """
+        from ..errors import InputError
+
+        given = [x for x in (query, image, queries) if x is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one of: a query text, --image FILE, --queries FILE", item="query")
+        st = open_existing_store(store)
+        try:
+            retr = make_retriever(st, encoder)
+            gap_name = gap or retr.manifest.default_gap or "naive"
+            if queries is None:
+                hits = retr.search(query, image=str(image) if image is not None else None, k=k, gap=gap,
+                                   modality=modality)
+                if json_out:
+                    print_json({"query": query, "image": str(image) if image else None, "gap": gap_name, "k": k,
+                                "hits": [h.to_dict() for h in hits]})
+                else:
+                    console.print(hits_table(f"{escape(query or str(image))!s} — gap {gap_name}", hits, snippet))
+                return
+            qs = read_queries(queries)
+            res = _search_batched(retr, qs, k=k, gap=gap, modality=modality, batch_size=batch_size)
+        finally:
+            st.close()
+        recs = [{**q, "gap": gap_name, "k": k, "hits": [h.to_dict() for h in hits]} for q, hits in zip(qs, res)]
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("w", encoding="utf-8") as fh:
+                for r in recs:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            err_console.print(f"wrote {len(recs)} result(s) to {out}")
+        if json_out:
+            print_json(recs)
+        elif out is None:
+            if len(qs) <= 5:
+                for q, hits in zip(qs, res):
+                    label = escape(q.get("text") or q.get("image", ""))
+                    console.print(hits_table(f"{q['id']}: {label}", hits, snippet))
+            else:
+                rows = [[q["id"], escape((q.get("text") or q.get("image", ""))[:40]),
+                         escape(h[0].id) if h else "–", h[0].modality.value if h else "–",
+                         round(h[0].score, 4) if h else "–"] for q, h in zip(qs, res)]
+                console.print(table(f"{len(qs)} queries — top hit each (gap {gap_name}; all hits: --json / --out)",
+                                    ["query id", "query", "top id", "modality", "score"], rows))
+
+    @app.command("fit-gap")
+    def fit_gap_cmd(
+        store: str = typer.Argument(..., help=STORE_HELP),
+        gap: str = typer.Option("zscore", "--gap", help="Corrector spec: zscore, center, standardize, distnorm, "
+                                                        "linear[:procrustes], modal-clf, linear+zscore, ..."),
+        pairs: Path = typer.Option(None, "--pairs", help="Labelled pairs JSONL ({query|query_image, "
+                                                          "gold_id|gold_text|gold_image})."),
+        pseudo: Path = typer.Option(None, "--pseudo", help="Label-free: a file of text queries (pseudo pairs = "
+                                                           "each query's top-1 text and top-1 image)."),
+        name: str = typer.Option(None, "--name", help="Save under this name (default: the spec)."),
+        default: bool = typer.Option(False, "--default", help="Make it the store's default corrector."),
+        corpus_sample: int = typer.Option(5000, "--corpus-sample", help="Items per modality for corpus statistics."),
+        allow_training_overlap: bool = typer.Option(False, "--allow-training-overlap",
+                                                    help="Fit even on images the encoder was trained on (warns)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the fitted corrector as JSON."),
+    ) -> None:
+        """Fit a gap corrector on labelled (--pairs) or pseudo (--pseudo) pairs and store it with the index.
+
+        Corpus-statistics correctors (center, standardize, distnorm) need neither. The fitted
+        state goes into the store's manifest; `mindgap search --gap NAME` uses it.
+        """
+        from ..errors import InputError
+        from ..gap import make_corrector
+
+        if pairs is not None and pseudo is not None:
+            raise InputError("give --pairs or --pseudo, not both", item="--pairs")
+        needs = make_corrector(gap).needs_pairs
+        if needs and pairs is None and pseudo is None:
+            raise InputError(f"{gap!r} is fitted on (query, gold) pairs: give --pairs FILE or --pseudo QUERIES",
+                             item="--pairs")
+        st = open_existing_store(store)
+        caught: list[Any] = []
+        try:
+            retr = make_retriever(st)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if pairs is not None:
+                    data, image_ids = read_pairs(pairs, retr)
+                    retr.check_training_overlap(image_ids, allow=allow_training_overlap)
+                    n_pairs, kind = len(data.queries), "gold"
+                    corr = retr.fit_gap(gap, data, corpus_sample=corpus_sample, name=name, make_default=default)
+                elif pseudo is not None:
+                    qs = read_queries(pseudo)
+                    if any("image" in q for q in qs):
+                        raise InputError("--pseudo takes text queries only", item=str(pseudo))
+                    n_pairs, kind = len(qs), "pseudo"
+                    corr = retr.fit_gap(gap, pseudo_queries=[q["text"] for q in qs], corpus_sample=corpus_sample,
+                                        name=name, make_default=default)
+                else:
+                    n_pairs, kind = 0, "corpus statistics"
+                    corr = retr.fit_gap(gap, corpus_sample=corpus_sample, name=name, make_default=default)
+            key = name or gap
+            default_now = retr.manifest.default_gap
+        finally:
+            st.close()
+        for w in caught:
+            if issubclass(w.category, UserWarning):
+                err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+        from .index import _summary
+
+        summary = _summary(corr.to_dict())
+        if json_out:
+            print_json({"name": key, "spec": gap, "fitted_on": kind, "queries": n_pairs, "default": default_now == key,
+                        "corrector": corr.to_dict()})
+            return
+        console.print(table(f"fitted {key}", ["field", "value"], [
+            ["spec", gap], ["fitted on", f"{n_pairs} {kind} quer{'y' if n_pairs == 1 else 'ies'}" if n_pairs else kind],
+            ["store default", "yes" if default_now == key else f"no ({default_now})"], ["summary", escape(summary)]]))
+        console.print(f"use it: mindgap search {store} \"...\" --gap {key}", highlight=False, markup=False)
