@@ -90,6 +90,8 @@ def load_image(obj: Any, *, name: str | None = None, limit: int | None = None): 
         raise ImageError("not an image (format not recognised)", item=label) from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image over PIL's decompression-bomb limit ({exc})", item=label) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # a header cut short, a malformed header
+        raise ImageError(f"corrupt or truncated image header ({exc})", item=label) from None
     w, h = im.size
     if w * h > limit:
         raise ImageTooLarge(
