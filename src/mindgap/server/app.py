@@ -1,0 +1,381 @@
+"""The HTTP service: :func:`create_app` builds the FastAPI app, the lifespan loads the model once.
+
+Example:
+    >>> from mindgap.server import create_app, serve_in_thread
+    >>> app = create_app("exact:/tmp/kb", generator="extractive")            # doctest: +SKIP
+    >>> with serve_in_thread(app) as srv:                                     # doctest: +SKIP
+    ...     httpx.get(srv.url + "/search", params={"query": "a dog", "gap": "zscore"}).json()
+
+Run it with ``mindgap serve STORE``. One process holds the encoder and the store; CPU work
+runs in threads (:mod:`mindgap.server.workers`), every error is JSON with a stable ``code``
+(:class:`~mindgap.server.schemas.ErrorResponse`), CORS is off unless origins are given, and
+``/docs`` is off (Swagger UI loads from a CDN; the schema is at ``/openapi.json``).
+"""
+
+# no `from __future__ import annotations`: FastAPI resolves route signatures at runtime.
+
+import logging
+import os
+import resource
+import socket
+import sys
+import tempfile
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import MindgapError, StoreError, require
+from ..images import max_pixels as default_max_pixels
+from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, StoreEmpty, StoreUnavailable
+from .workers import RWLock, TextBatcher, Workers
+
+log = logging.getLogger("mindgap.server")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``mindgap serve`` can set.
+
+    Attributes:
+        store: store URI (``exact:/dir``, ``lancedb:/dir``, a bare path = LanceDB), or an
+            open :class:`~mindgap.retriever.Retriever` (tests, notebooks).
+        encoder: encoder spec or instance (default: the store's).
+        generator: ``/ask`` generator spec (``extractive`` needs no LLM; ``local:smollm2``).
+        template: ``/ask`` prompt template.
+        caption_model: a ``mindgap caption fit`` directory for ``/caption`` (optional).
+        api_key: require this key (constant-time compare); ``None`` = open.
+        max_upload_bytes: largest request body.
+        max_pixels: largest image (width × height), checked before decoding.
+        timeout_s: per-request limit on the work done for it.
+        max_batch: most texts per merged encoder call.
+        cors_origins: allowed browser origins (empty = CORS off).
+        create: start on an empty new store when the store does not exist.
+        upload_dir: where images posted to ``/items`` are kept (default: beside the store).
+        torch_threads: intra-op threads for a PyTorch encoder (``None`` = leave as is). The
+            CLI uses half the CPUs: the event loop, JSON and store searches need the rest, and
+            an oversubscribed CPU makes PyTorch's spinning threads 10-20× slower.
+    """
+
+    store: Any = None
+    encoder: Any = None
+    generator: Any = "extractive"
+    template: str = "paper"
+    caption_model: Optional[str] = None
+    api_key: Optional[str] = None
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_pixels: int = field(default_factory=default_max_pixels)
+    timeout_s: float = 60.0
+    max_batch: int = 64
+    cors_origins: list = field(default_factory=list)
+    create: bool = False
+    upload_dir: Optional[str] = None
+    warmup: bool = True
+    torch_threads: Optional[int] = None
+
+
+def store_path(uri: str) -> Optional[Path]:
+    """The local file/folder behind a store URI (``None`` for in-memory or remote stores)."""
+    scheme, sep, rest = uri.partition(":")
+    if not sep or len(scheme) == 1:  # a bare path (or a Windows drive letter)
+        rest = uri
+    elif scheme not in {"exact", "lancedb", "faiss", "milvus"}:
+        rest = uri
+    rest = rest.split("?", 1)[0]
+    if not rest or rest.startswith(("http://", "https://", "tcp://")):
+        return None
+    return Path(rest).expanduser()
+
+
+class ServerState:
+    """What the app holds between requests: retriever, encoder, batcher, locks, counters."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.retriever: Any = None
+        self.problem: Optional[MindgapError] = None
+        self.encoder: Any = None
+        self.workers: Optional[Workers] = None
+        self.batcher: Optional[TextBatcher] = None
+        self.lock = RWLock()
+        self.rag: Any = None
+        self.captioner: Any = None
+        self.caption_problem: Optional[str] = None
+        self.upload_dir: Optional[Path] = None
+        self.started_at = 0.0
+        self._start_lock = threading.Lock()
+        self.requests: dict[str, int] = {}
+        self.statuses: dict[str, int] = {}
+
+    # -- start / stop ---------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self.encoder is not None
+
+    def start(self) -> None:
+        """Open the store, load the encoder (and generator, caption model) — once."""
+        with self._start_lock:
+            if self.started:
+                return
+            self._start()
+
+    def _start(self) -> None:
+        from ..encoders import DEFAULT_OFFLINE_SPEC, load_encoder
+        from ..retriever import Retriever
+
+        cfg = self.config
+        if isinstance(cfg.store, Retriever):
+            self.retriever = cfg.store
+        elif cfg.store:
+            uri = str(cfg.store)
+            p = store_path(uri)
+            if p is not None and not p.exists() and not cfg.create:
+                self.problem = StoreUnavailable(
+                    f"the store {uri} does not exist: build it with `mindgap index`, or start the server with "
+                    "--create to begin with an empty one", item="store")
+            else:
+                self.retriever = Retriever(uri, encoder=cfg.encoder)
+        else:
+            self.problem = StoreUnavailable("this server was started without a store", item="store")
+        if self.retriever is not None:
+            self.encoder = self.retriever.encoder
+        else:
+            enc = cfg.encoder or DEFAULT_OFFLINE_SPEC
+            self.encoder = load_encoder(enc) if isinstance(enc, str) else enc
+        if cfg.torch_threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(cfg.torch_threads))
+        if cfg.warmup:
+            self.encoder.encode_text(["warm up"], show_progress=False)
+        self.upload_dir = self._upload_dir()
+        self._load_rag()
+        self._load_captioner()
+        self.workers = Workers()
+        self.batcher = TextBatcher(self._encode_texts, self.workers.model, cfg.max_batch)
+        self.started_at = time.time()
+
+    def _encode_texts(self, texts: list) -> Any:
+        return self.encoder.encode_text(texts, show_progress=False)
+
+    def _upload_dir(self) -> Path:
+        if self.config.upload_dir:
+            return Path(self.config.upload_dir).expanduser().resolve()
+        uri = getattr(getattr(self.retriever, "store", None), "uri", None) or str(self.config.store or "")
+        p = store_path(uri) if uri else None
+        if p is None:
+            return Path(tempfile.mkdtemp(prefix="mindgap-uploads-"))
+        p = p.resolve()
+        return p.with_name(p.name + ".uploads")
+
+    def _load_rag(self) -> None:
+        from ..rag import RagPipeline
+
+        gen = self.config.generator
+        if isinstance(gen, str):
+            from ..rag.generators import load_generator
+
+            gen = load_generator(gen)
+        self.rag = RagPipeline(self.retriever, gen, template=self.config.template)
+
+    def _load_captioner(self) -> None:
+        if not self.config.caption_model:
+            self.caption_problem = ("this server has no caption model: start it with --caption-model DIR "
+                                    "(a `mindgap caption fit` directory)")
+            return
+        from ..caption.generate import Captioner
+        from ..caption.map import CaptionModel
+
+        model = CaptionModel.load(self.config.caption_model)
+        if getattr(self.encoder, "name", None) == model.meta.get("encoder"):
+            model.use_encoder(self.encoder)
+        gen = self.rag.generator if self.rag is not None else None
+        self.captioner = Captioner(model, gen)
+
+    def stop(self) -> None:
+        if self.workers is not None:
+            self.workers.shutdown()
+        if self.retriever is not None:
+            try:
+                self.retriever.close()
+            except Exception:  # noqa: BLE001 - closing on shutdown is best effort
+                log.warning("closing the store failed", exc_info=True)
+
+    # -- guards ----------------------------------------------------------------------
+    def need_retriever(self, *, allow_empty: bool = False) -> Any:
+        """The retriever, or the reason there is none (404 missing store, 409 empty)."""
+        if self.retriever is None:
+            raise self.problem or StoreUnavailable("no store", item="store")
+        if not allow_empty and self.retriever.store.count() == 0:
+            raise StoreEmpty(f"the store {self.retriever.store.uri} is empty: POST /items or `mindgap index` it first",
+                             item="store")
+        return self.retriever
+
+    # -- stats -----------------------------------------------------------------------
+    def count(self, route: str, status: int) -> None:
+        self.requests[route] = self.requests.get(route, 0) + 1
+        key = f"{status // 100}xx"
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+    def store_stats(self) -> dict:
+        """Counts, encoder, fitted correctors (reads the store: run it in a worker thread)."""
+        r = self.retriever
+        out: dict[str, Any] = {"store": None, "problem": str(self.problem) if self.problem else None}
+        if r is not None:
+            with self.lock.read():
+                out.update(r.stats())
+            out["gap_correctors"] = sorted(set(out.get("gap_correctors", [])) | {"naive"})
+        else:
+            out["encoder"] = getattr(self.encoder, "name", None)
+        return out
+
+    def stats(self) -> dict:
+        """Everything ``/stats`` shows (call the server part on the event loop: its counters live there)."""
+        out = self.store_stats()
+        out["server"] = self.server_stats()
+        return out
+
+    def server_stats(self) -> dict:
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "requests": dict(sorted(self.requests.items())), "statuses": dict(sorted(self.statuses.items())),
+            "batching": self.batcher.stats() if self.batcher else None,
+            "memory_rss_mb": round(rss_bytes() / 2**20, 1),
+            "generator": getattr(self.rag.generator, "name", None) if self.rag else None,
+            "caption_model": self.config.caption_model if self.captioner else None,
+            "limits": {"max_upload_bytes": self.config.max_upload_bytes, "max_pixels": self.config.max_pixels,
+                       "timeout_s": self.config.timeout_s, "max_batch": self.config.max_batch},
+            "auth": bool(self.config.api_key),
+        }
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (Linux ``/proc``; else the peak from ``getrusage``)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class StatsMiddleware:
+    """Count requests per route template and status class (for ``/stats``)."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_tracking(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        finally:
+            route = scope.get("route")
+            name = f"{scope.get('method', '')} {getattr(route, 'path', None) or 'unmatched'}"
+            self.state.count(name, status["code"])
+
+
+def create_app(store: Any = None, *, config: Optional[ServerConfig] = None, **options: Any) -> Any:
+    """The FastAPI app serving ``store``.
+
+    Args:
+        store: store URI or a :class:`~mindgap.retriever.Retriever`.
+        config: a full :class:`ServerConfig`; or give its fields as keyword ``options``.
+
+    The encoder and store are loaded by the lifespan (or earlier by ``app.state.mg.start()``,
+    which ``mindgap serve`` calls so a bad store fails before the port opens).
+    """
+    require("fastapi", "server")
+    from fastapi import FastAPI
+
+    from . import routes, routes_vision
+    from .errors import install_error_handlers
+
+    cfg = config or ServerConfig(store=store, **options)
+    if config is not None and store is not None:
+        cfg.store = store
+    state = ServerState(cfg)
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # noqa: ANN202
+        import anyio
+
+        await anyio.to_thread.run_sync(state.start)
+        try:
+            yield
+        finally:
+            state.stop()
+
+    app = FastAPI(title="mindgap", version="1",
+                  description="Multimodal (image + text) retrieval and RAG that minds the modality gap. "
+                              "Errors are JSON `{\"error\": {\"code\", \"message\", \"item\"}}`.",
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.mg = state
+    install_error_handlers(app)
+    app.include_router(routes.router(cfg))
+    app.include_router(routes_vision.router(cfg))
+    routes.mount_page(app)
+    app.add_middleware(StatsMiddleware, state=state)
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_upload_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app
+
+
+@dataclass
+class ServerHandle:
+    """A server running in a background thread; ``stop()`` ends it (lifespan shutdown included)."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> "ServerHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *,
+                    startup_timeout: float = 120.0) -> ServerHandle:
+    """Run ``app`` under uvicorn (lifespan on) in a daemon thread; port 0 = a free port."""
+    uvicorn = require("uvicorn", "server")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    real_port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=30))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="mindgap-server")
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > startup_timeout:
+            server.should_exit = True
+            raise StoreError(f"the server on {host}:{real_port} did not start", item="server")
+        time.sleep(0.02)
+    return ServerHandle(url=f"http://{host}:{real_port}", server=server, thread=thread)
+
+
+def default_api_key() -> Optional[str]:
+    """``MINDGAP_API_KEY`` from the environment (empty = none)."""
+    return os.environ.get("MINDGAP_API_KEY") or None

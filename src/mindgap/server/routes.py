@@ -1,0 +1,404 @@
+"""Core routes: embeddings, similarity, search, ask, index writes, health, stats, the page.
+
+Every handler does its CPU work in a thread (:mod:`mindgap.server.workers`) under the
+per-request timeout; text embeddings go through the request batcher.
+"""
+
+# no `from __future__ import annotations`: FastAPI resolves route signatures at runtime.
+
+import base64
+import binascii
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+from urllib.parse import quote
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from ..errors import InputError
+from ..images import sniff_image_bytes
+from ..types import Hit, Item, Modality
+from .schemas import (
+    MAX_K, MAX_TEXT_CHARS, AskRequest, AskResponse, DeleteResponse, EmbedResponse, EmbedTextRequest, ErrorResponse,
+    HealthResponse, IndexResponse, ItemOut, ItemsRequest, SearchResponse, SimilarityResponse,
+)
+from .security import NotFound, check_api_key, check_total_pixels, decode_upload
+from .workers import within
+
+MAX_IMAGES = 16
+ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 409, 413, 415, 422, 504)}
+
+Modal = Optional[Literal["text", "image"]]
+
+
+async def get_state(request: Request) -> Any:
+    """The :class:`~mindgap.server.app.ServerState` (started)."""
+    state = request.app.state.mg
+    if not state.started:  # lifespan off (embedded use): start on first request
+        import anyio
+
+        await anyio.to_thread.run_sync(state.start)
+    return state
+
+
+def auth_dependency(api_key: Optional[str]) -> list:
+    """``[Depends(...)]`` checking the key (documented as two security schemes), or ``[]``."""
+    if not api_key:
+        return []
+    from fastapi.security import APIKeyHeader, HTTPBearer
+
+    bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <MINDGAP_API_KEY>")
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <MINDGAP_API_KEY>")
+
+    async def require_key(request: Request, _b: Any = Depends(bearer), _h: Any = Depends(header)) -> None:
+        check_api_key(api_key, request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+    return [Depends(require_key)]
+
+
+def image_url(item_id: str) -> str:
+    return f"/items/{quote(item_id, safe='')}/image"
+
+
+def hit_out(h: Hit) -> dict[str, Any]:
+    d = h.to_dict()
+    d["image_url"] = image_url(h.id) if h.modality == Modality.IMAGE else None
+    return d
+
+
+def _clean_name(name: Optional[str], i: int) -> str:
+    base = os.path.basename(name or "") or f"image[{i}]"
+    return "".join(c for c in base if c.isprintable())[:120] or f"image[{i}]"
+
+
+def _check_texts(texts: list, field: str) -> list:
+    for i, t in enumerate(texts):
+        if len(t) > MAX_TEXT_CHARS:
+            raise InputError(f"text longer than {MAX_TEXT_CHARS:,} characters", item=f"{field}[{i}]")
+        if not t.strip():
+            raise InputError("empty text", item=f"{field}[{i}]")
+    return texts
+
+
+async def read_images(state: Any, files: list, field: str = "image") -> tuple[list, list]:
+    """Uploads → (RGB PIL images, names); format sniffed from bytes, pixel limit before decoding."""
+    if not files:
+        raise InputError("no image uploaded", item=field)
+    if len(files) > MAX_IMAGES:
+        raise InputError(f"at most {MAX_IMAGES} images per request", item=field)
+    raw = []
+    for i, f in enumerate(files):
+        raw.append((await f.read(), _clean_name(getattr(f, "filename", None), i)))
+    cfg = state.config
+
+    def decode() -> list:
+        check_total_pixels(raw, cfg.max_pixels)
+        return [decode_upload(data, name, cfg.max_pixels) for data, name in raw]
+
+    pil = await within(state.workers.run(state.workers.store, decode), cfg.timeout_s, "image decoding")
+    return pil, [n for _, n in raw]
+
+
+async def embed_images(state: Any, pil: list) -> np.ndarray:
+    w = state.workers
+    return await within(w.run(w.model, state.encoder.encode_image, pil, show_progress=False),
+                        state.config.timeout_s, "image embedding")
+
+
+async def embed_texts(state: Any, texts: list) -> np.ndarray:
+    return await within(state.batcher.encode(texts), state.config.timeout_s, "text embedding")
+
+
+def _search_locked(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
+                   text: Optional[str]) -> list:
+    # the query string reaches correctors that route on text (modal-clf)
+    texts = [text] if text is not None else None
+    with state.lock.read():
+        return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts)[0]
+
+
+async def run_search(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
+                     text: Optional[str] = None) -> list:
+    w = state.workers
+    return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text),
+                        state.config.timeout_s, "search")
+
+
+def _default_gap(retriever: Any) -> str:
+    m = retriever.store.manifest
+    return (m.default_gap if m is not None else None) or "naive"
+
+
+def save_upload(folder: Path, data: bytes) -> Path:
+    """Keep an uploaded image under a content-addressed name; durable (fsync) before returning."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = sniff_image_bytes(data) or "bin"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.{fmt}"
+    if path.exists() and path.stat().st_size == len(data):
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=str(folder))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(str(folder), os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return path
+
+
+def _prepare_items(state: Any, items: list) -> list:
+    """Validate every item first (all or nothing); image bytes are checked and kept on disk."""
+    out = []
+    for i, it in enumerate(items):
+        where = f"items[{i}]"
+        if it.modality == "text":
+            if it.image_base64 is not None:
+                raise InputError("a text item takes `text`, not `image_base64`", item=f"{where}.image_base64")
+            if not (it.text or "").strip():
+                raise InputError("a text item needs a non-empty `text`", item=f"{where}.text")
+            out.append(Item(it.id, Modality.TEXT, text=it.text, metadata=dict(it.metadata)))
+            continue
+        if not it.image_base64:
+            raise InputError("an image item needs `image_base64` (the image file's bytes); "
+                             "file-system paths are not accepted", item=f"{where}.image_base64")
+        try:
+            raw = base64.b64decode(it.image_base64, validate=True)
+        except (ValueError, binascii.Error):
+            raise InputError("not valid base64", item=f"{where}.image_base64") from None
+        decode_upload(raw, f"{where}.image_base64", state.config.max_pixels)
+        path = save_upload(state.upload_dir, raw)
+        out.append(Item(it.id, Modality.IMAGE, text=it.text, uri=str(path), metadata=dict(it.metadata)))
+    return out
+
+
+def _write_items(state: Any, items: list) -> Any:
+    # one atomic batch: the store commits all of it or none, before we answer
+    with state.lock.write():
+        return state.retriever.index(items, batch_size=max(1, len(items)), progress=False)
+
+
+def _delete_item(state: Any, item_id: str) -> int:
+    with state.lock.write():
+        return state.retriever.delete([item_id])
+
+
+def _get_item(state: Any, item_id: str) -> Optional[Item]:
+    with state.lock.read():
+        return state.retriever.store.get([item_id])[0]
+
+
+def router(cfg: Any) -> APIRouter:
+    """The core API routes (API-key protected when a key is configured)."""
+    r = APIRouter(responses=ERRORS, dependencies=auth_dependency(cfg.api_key))
+    public = APIRouter(responses=ERRORS)
+    to = cfg.timeout_s
+
+    @public.get("/healthz", response_model=HealthResponse, tags=["meta"])
+    async def healthz(state: Any = Depends(get_state)) -> Any:
+        """Liveness: ``ok``, or ``degraded`` with the problem (e.g. the store does not exist)."""
+        uri = state.retriever.store.uri if state.retriever is not None else None
+        return {"status": "degraded" if state.problem else "ok", "store": uri,
+                "problem": str(state.problem) if state.problem else None}
+
+    @r.get("/stats", tags=["meta"])
+    async def stats(state: Any = Depends(get_state)) -> dict:
+        """Store counts, encoder, fitted gap correctors, request counts, batching, memory, limits."""
+        out = await within(state.workers.run(state.workers.store, state.store_stats), to, "stats")
+        out["server"] = state.server_stats()
+        return out
+
+    @r.post("/embed/text", response_model=EmbedResponse, tags=["embed"])
+    async def embed_text(body: EmbedTextRequest, state: Any = Depends(get_state)) -> Any:
+        """Embed texts (batched with concurrent requests) → L2-normalised rows."""
+        vecs = await embed_texts(state, _check_texts(body.texts, "texts"))
+        return {"encoder": state.encoder.name, "dim": int(vecs.shape[1]), "embeddings": vecs.tolist()}
+
+    @r.post("/embed/image", response_model=EmbedResponse, tags=["embed"])
+    async def embed_image(image: Annotated[list[UploadFile], File(description="One or more image files.")],
+                          state: Any = Depends(get_state)) -> Any:
+        """Embed uploaded images (multipart field ``image``, repeatable) → L2-normalised rows."""
+        pil, names = await read_images(state, image)
+        vecs = await embed_images(state, pil)
+        return {"encoder": state.encoder.name, "dim": int(vecs.shape[1]), "embeddings": vecs.tolist(),
+                "names": names}
+
+    @r.post("/similarity", response_model=SimilarityResponse, tags=["embed"])
+    async def similarity(text: Annotated[Optional[list[str]], Form(description="Texts (repeatable).")] = None,
+                         image: Annotated[Optional[list[UploadFile]], File(description="Images (repeatable).")] = None,
+                         state: Any = Depends(get_state)) -> Any:
+        """Cosine matrix: texts × images; or texts × texts / images × images when only one kind is given."""
+        texts = _check_texts(list(text or []), "text")
+        files = list(image or [])
+        if len(texts) > 256:
+            raise InputError("at most 256 texts", item="text")
+        if not (texts and files) and len(texts) < 2 and len(files) < 2:
+            raise InputError("give texts and images, or at least two texts, or at least two images", item="text")
+        tv = await embed_texts(state, texts) if texts else None
+        iv, names = None, []
+        if files:
+            pil, names = await read_images(state, files)
+            iv = await embed_images(state, pil)
+        if tv is not None and iv is not None:
+            rows, cols, a, b, rm, cm = texts, names, tv, iv, "text", "image"
+        elif tv is not None:
+            rows, cols, a, b, rm, cm = texts, texts, tv, tv, "text", "text"
+        else:
+            rows, cols, a, b, rm, cm = names, names, iv, iv, "image", "image"
+        sim = np.clip(a @ b.T, -1.0, 1.0)
+        return {"encoder": state.encoder.name, "rows": rows, "cols": cols, "row_modality": rm, "col_modality": cm,
+                "cosine": np.round(sim, 6).tolist()}
+
+    async def _search(state: Any, query: Optional[str], upload: Any, k: int, gap: Optional[str],
+                      modality: Modal) -> dict:
+        retr = state.need_retriever()
+        t0 = time.perf_counter()
+        if upload is not None and query is not None and query.strip():
+            raise InputError("give a query text or a query image, not both", item="query")
+        if upload is not None:
+            pil, names = await read_images(state, [upload])
+            q, qmod, qd = await embed_images(state, pil), Modality.IMAGE, {"modality": "image", "name": names[0]}
+        else:
+            if query is None or not query.strip():
+                raise InputError("give a query text or a query image", item="query")
+            q = await embed_texts(state, _check_texts([query], "query"))
+            qmod, qd = Modality.TEXT, {"modality": "text", "text": query}
+        hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None)
+        counts = {"text": sum(h.modality == Modality.TEXT for h in hits),
+                  "image": sum(h.modality == Modality.IMAGE for h in hits)}
+        return {"query": qd, "gap": gap or _default_gap(retr), "k": k, "modality": modality,
+                "hits": [hit_out(h) for h in hits], "counts": counts, "seconds": round(time.perf_counter() - t0, 5)}
+
+    @r.get("/search", response_model=SearchResponse, tags=["search"])
+    async def search_get(query: Annotated[str, Query(min_length=1, max_length=MAX_TEXT_CHARS)],
+                         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+                         gap: Annotated[Optional[str], Query(max_length=200, description="naive, zscore, ...")] = None,
+                         modality: Annotated[Modal, Query(description="Only this modality.")] = None,
+                         state: Any = Depends(get_state)) -> Any:
+        """Text search over the mixed store with a gap corrector (default: the store's)."""
+        return await _search(state, query, None, k, gap, modality)
+
+    @r.post("/search", response_model=SearchResponse, tags=["search"])
+    async def search_post(query: Annotated[Optional[str], Form(max_length=MAX_TEXT_CHARS)] = None,
+                          image: Annotated[Optional[UploadFile], File(description="A query image.")] = None,
+                          k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+                          gap: Annotated[Optional[str], Form(max_length=200)] = None,
+                          modality: Annotated[Modal, Form()] = None,
+                          state: Any = Depends(get_state)) -> Any:
+        """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
+        return await _search(state, query, image, k, gap, modality)
+
+    @r.post("/ask", response_model=AskResponse, tags=["rag"])
+    async def ask(body: AskRequest, state: Any = Depends(get_state)) -> Any:
+        """Retrieve (gap-aware) and answer with the server's generator, citing numbered sources."""
+        hits = None
+        if not body.no_rag:
+            state.need_retriever()
+            q = await embed_texts(state, _check_texts([body.question], "question"))
+            hits = await run_search(state, q, Modality.TEXT, body.k, body.gap, None, body.question)
+        elif not body.question.strip():
+            raise InputError("empty question", item="question")
+
+        def answer() -> Any:
+            with state.lock.read():
+                state.rag.describer.notes = []
+                return state.rag.ask(body.question, k=body.k, gap=body.gap, no_rag=body.no_rag, hits=hits)
+
+        ans = await within(state.workers.run(state.workers.generate, answer), to, "answer generation")
+        d = ans.to_dict()
+        for s in d["sources"]:
+            s["image_url"] = image_url(s["id"]) if s.get("modality") == "image" else None
+        return d
+
+    @r.post("/items", response_model=IndexResponse, tags=["items"])
+    async def add_items(body: ItemsRequest, state: Any = Depends(get_state)) -> Any:
+        """Index items in one atomic batch; answered only once the store has committed it.
+
+        Text items carry ``text``; image items carry the file as ``image_base64`` (never a
+        path). Ids already in the store are reported, not overwritten.
+        """
+        from .app import store_path
+
+        state.need_retriever(allow_empty=True)
+        w = state.workers
+        items = await within(w.run(w.store, _prepare_items, state, body.items), to, "item validation")
+        rep = await within(w.run(w.model, _write_items, state, items), to, "indexing")
+        d = rep.to_dict()
+        d["ids"] = [it.id for it in body.items]
+        d["durable"] = store_path(state.retriever.store.uri) is not None
+        return d
+
+    @r.get("/items/{item_id:path}/image", tags=["items"], response_class=FileResponse,
+           responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The image file."}})
+    async def item_image(item_id: str, state: Any = Depends(get_state)) -> Any:
+        """The image file of an image item (only files the store references; looked up by id)."""
+        state.need_retriever(allow_empty=True)
+        it = await state.workers.run(state.workers.store, _get_item, state, item_id)
+        if it is None:
+            raise NotFound(f"no item {item_id!r} in the store", item=item_id)
+        if it.modality != Modality.IMAGE or not it.uri:
+            raise NotFound(f"item {item_id!r} is not an image", item=item_id)
+        p = Path(it.uri)
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(16)
+        except OSError:
+            raise NotFound(f"the image file of item {item_id!r} is missing on the server", item=item_id) from None
+        fmt = sniff_image_bytes(head)
+        if fmt is None:
+            raise NotFound(f"the file of item {item_id!r} is not a readable image", item=item_id)
+        return FileResponse(p, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
+
+    @r.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"])
+    async def get_item(item_id: str, state: Any = Depends(get_state)) -> Any:
+        """One stored item (its text, metadata and ``image_url`` for images)."""
+        state.need_retriever(allow_empty=True)
+        it = await state.workers.run(state.workers.store, _get_item, state, item_id)
+        if it is None:
+            raise NotFound(f"no item {item_id!r} in the store", item=item_id)
+        d = it.to_dict()
+        d["image_url"] = image_url(it.id) if it.modality == Modality.IMAGE else None
+        return d
+
+    @r.delete("/items/{item_id:path}", response_model=DeleteResponse, tags=["items"])
+    async def delete_item(item_id: str, state: Any = Depends(get_state)) -> Any:
+        """Delete one item (atomic; answered once the deletion is committed).
+
+        An uploaded image file stays on disk: files are content-addressed and may back other items.
+        """
+        state.need_retriever(allow_empty=True)
+        n = await within(state.workers.run(state.workers.model, _delete_item, state, item_id), to, "delete")
+        if not n:
+            raise NotFound(f"no item {item_id!r} in the store", item=item_id)
+        return {"deleted": n, "id": item_id}
+
+    out = APIRouter()
+    out.include_router(public)
+    out.include_router(r)
+    return out
+
+
+def mount_page(app: Any) -> None:
+    """The web page at ``/`` and its files under ``/static`` (no CDN: everything is local)."""
+    from fastapi.staticfiles import StaticFiles
+
+    from .app import STATIC_DIR
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Any:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
