@@ -111,6 +111,8 @@ def test_search_shape_and_same_as_python_api(client, server, offline_encoder):
     for h in d["hits"]:
         assert set(h) == HIT_KEYS
         assert (h["image_url"] is not None) == (h["modality"] == "image")
+        assert h["uri"] is None  # server file paths never leave the server
+    assert any(h["modality"] == "image" for h in d["hits"])
     ref = Retriever(server.uri, encoder=offline_encoder).search(q, k=7, gap="zscore")
     assert [h["id"] for h in d["hits"]] == [h.id for h in ref]
     np.testing.assert_allclose([h["score"] for h in d["hits"]], [h.score for h in ref], atol=1e-5)
@@ -167,6 +169,7 @@ def test_ask_extractive_cites_sources(client):
     texts = [s["text"] for s in a["sources"] if s["modality"] == "text"]
     assert any(a["answer"].rstrip(" .") in t for t in texts)  # extractive: a span of a retrieved text
     assert all((s["image_url"] is not None) == (s["modality"] == "image") for s in a["sources"])
+    assert all(s.get("uri") is None for s in a["sources"])
     nr = client.post("/ask", json={"question": "What is the dog carrying?", "no_rag": True}).json()
     assert nr["no_rag"] is True and nr["sources"] == []
 

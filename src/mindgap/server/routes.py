@@ -65,10 +65,16 @@ def image_url(item_id: str) -> str:
     return f"/items/{quote(item_id, safe='')}/image"
 
 
-def hit_out(h: Hit) -> dict[str, Any]:
-    d = h.to_dict()
-    d["image_url"] = image_url(h.id) if h.modality == Modality.IMAGE else None
+def client_view(d: dict[str, Any]) -> dict[str, Any]:
+    """An item/hit/source dict as clients see it: images by ``image_url``, never a server file path."""
+    d["image_url"] = image_url(d["id"]) if d.get("modality") in (Modality.IMAGE, "image") else None
+    if "uri" in d:
+        d["uri"] = None
     return d
+
+
+def hit_out(h: Hit) -> dict[str, Any]:
+    return client_view(h.to_dict())
 
 
 def _clean_name(name: Optional[str], i: int) -> str:
@@ -320,7 +326,7 @@ def router(cfg: Any) -> APIRouter:
         ans = await within(state.workers.run(state.workers.generate, answer), to, "answer generation")
         d = ans.to_dict()
         for s in d["sources"]:
-            s["image_url"] = image_url(s["id"]) if s.get("modality") == "image" else None
+            client_view(s)
         return d
 
     @r.post("/items", response_model=IndexResponse, tags=["items"])
@@ -369,9 +375,7 @@ def router(cfg: Any) -> APIRouter:
         it = await state.workers.run(state.workers.store, _get_item, state, item_id)
         if it is None:
             raise NotFound(f"no item {item_id!r} in the store", item=item_id)
-        d = it.to_dict()
-        d["image_url"] = image_url(it.id) if it.modality == Modality.IMAGE else None
-        return d
+        return client_view(it.to_dict())
 
     @r.delete("/items/{item_id:path}", response_model=DeleteResponse, tags=["items"])
     async def delete_item(item_id: str, state: Any = Depends(get_state)) -> Any:

@@ -63,7 +63,7 @@ class HitOut(BaseModel):
     rank: int
     modality_rank: int = Field(description="Rank within the item's own modality.")
     text: str | None = None
-    uri: str | None = None
+    uri: str | None = Field(None, description="Always null over HTTP: server file paths are never revealed; use image_url.")
     metadata: dict[str, Any] = Field(default_factory=dict)
     image_url: str | None = Field(None, description="GET this to fetch the image (image hits).")
 
@@ -128,7 +128,7 @@ class ItemOut(BaseModel):
     id: str
     modality: Literal["text", "image"]
     text: str | None = None
-    uri: str | None = None
+    uri: str | None = Field(None, description="Always null over HTTP: server file paths are never revealed; use image_url.")
     metadata: dict[str, Any] = Field(default_factory=dict)
     image_url: str | None = None
 
