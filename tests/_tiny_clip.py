@@ -65,6 +65,44 @@ def make_tiny_clip(out: Path, *, seed: int = 0, max_positions: int = 77) -> Path
     return out
 
 
+#: A word-level vocabulary for the tiny BERT: common Flickr8k caption words, so real captions
+#: tokenise to distinct ids (not all [UNK]).
+CAPTION_WORDS = """a an the and in on of with at to for from by his her its their is are that this while near
+    man woman men women boy girl boys girls child children people person lady baby dog dogs cat puppy horse
+    bird player team crowd group two three four one several white black brown red blue green yellow orange
+    pink purple gray grey dark little young small large big old wearing shirt shorts jacket hat helmet dress
+    coat pants jeans swim runs running run walks walking walk plays playing play sits sitting sit stands
+    standing jumps jumping jump rides riding ride climbs climbing holding holds looks looking wait appears
+    laying lying catch chases throws swims swimming beach water sand ocean pool lake river snow grass field
+    park street road city building wall rock mountain hill tree trees air ball frisbee bike bicycle car boat
+    dock bench stick toy gun head paws face hair hand camera closeup blond no over down up into through
+    front behind other sky waves sandcastle build"""
+
+
+def make_tiny_vtde(out: Path, *, seed: int = 0) -> Path:
+    """Save a tiny random ``VisionTextDualEncoderModel`` (CLIP ViT + BERT, 8-d) + processor to ``out``."""
+    import torch
+    from transformers import (BertConfig, BertTokenizerFast, CLIPVisionConfig, VisionTextDualEncoderConfig,
+                              VisionTextDualEncoderModel, VisionTextDualEncoderProcessor)
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *CAPTION_WORDS.split()]
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})  # transformers 5: `vocab`, not a file
+    cfg = VisionTextDualEncoderConfig.from_vision_text_configs(
+        CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         image_size=32, patch_size=8),
+        BertConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                   num_attention_heads=2, max_position_embeddings=64), projection_dim=8)
+    torch.manual_seed(seed)
+    VisionTextDualEncoderModel(cfg).eval().save_pretrained(out)
+    imp = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    VisionTextDualEncoderProcessor(image_processor=imp, tokenizer=tok).save_pretrained(out)
+    imp.save_pretrained(out)
+    return out
+
+
 # -- shared, memoised artefacts (one per test session, whichever test module asks first) ----
 _CACHE: dict[str, Path] = {}
 
@@ -84,6 +122,23 @@ def tiny_onnx_dir(tmp_path_factory) -> Path:  # noqa: ANN001
         src = tiny_clip_dir(tmp_path_factory)
         _CACHE["onnx"] = export_onnx(f"hf:{src}", tmp_path_factory.mktemp("tiny-onnx") / "onnx", int8=True)
     return _CACHE["onnx"]
+
+
+def tiny_vtde_dir(tmp_path_factory) -> Path:  # noqa: ANN001
+    """The tiny VisionTextDualEncoderModel directory (built once per session)."""
+    if "vtde" not in _CACHE:
+        _CACHE["vtde"] = make_tiny_vtde(tmp_path_factory.mktemp("tiny-vtde") / "model")
+    return _CACHE["vtde"]
+
+
+def tiny_vtde_onnx_dir(tmp_path_factory) -> Path:  # noqa: ANN001
+    """The tiny VisionTextDualEncoderModel exported to ONNX (fp32 + int8, once per session)."""
+    if "vtde-onnx" not in _CACHE:
+        from mindgap.encoders.export import export_onnx
+
+        _CACHE["vtde-onnx"] = export_onnx(f"hf:{tiny_vtde_dir(tmp_path_factory)}",
+                                          tmp_path_factory.mktemp("tiny-vtde-onnx") / "onnx", int8=True)
+    return _CACHE["vtde-onnx"]
 
 
 def bundled_dir() -> Path | None:

@@ -197,3 +197,16 @@ def test_cli_subprocess_non_utf8_argument(onnx_spec):
     assert p.returncode == 2, err
     assert err.startswith("error:") and "--text[1]" in err and "UTF-8" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_help_imports_no_torch():
+    """`mindgap --help` (and every command's --help) stays light: no torch, transformers or onnxruntime."""
+    code = ("import sys; from mindgap.cli import main, app; import typer\n"
+            "cmds = [c.name for c in typer.main.get_command(app).commands.values()]\n"
+            "codes = [main(['--help'])] + [main([c, '--help']) for c in cmds]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules]\n"
+            "print(len(cmds), set(codes), heavy)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    n, codes, heavy = p.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert int(n) >= 3 and codes == "{0}" and heavy == "[]", p.stdout[-500:]

@@ -5,8 +5,9 @@ Written layout (the transformers.js / Xenova convention plus one small mindgap f
     onnx/text_model.onnx            inputs input_ids, attention_mask (+ token_type_ids) → text_embeds
     onnx/vision_model.onnx          input pixel_values (N, 3, S, S) → image_embeds
     onnx/*_quantized.onnx           with int8=True (see :mod:`.quantize`): dynamic int8 weights
-                                    (MatMul / Gemm); a CNN image tower is quantised statically
-                                    when calibration images are given
+                                    (MatMul / Gemm, 7-bit, down-projections kept fp32); a CNN
+                                    image tower is quantised statically (QDQ) when calibration
+                                    images are given
     tokenizer.json                  the text tower's tokenizer
     preprocessor_config.json        CLIPImageProcessor-style resize / crop / normalise
     mindgap_onnx.json               dim, max_text_tokens, pad id, source spec, exporter
@@ -31,7 +32,7 @@ from typing import Any
 
 from ..errors import InputError, MissingDependency, ModelLoadError
 from .dual_model import CLIP_MEAN, CLIP_STD
-from .quantize import calibration_batches, quantize_tower
+from .quantize import calibration_batches, quantize_tower, recipe_settings
 
 ONNX_META = "mindgap_onnx.json"
 ONNX_FORMAT = "mindgap-onnx"
@@ -130,7 +131,7 @@ def export_onnx(spec: str, out_dir: str | Path, *, int8: bool = False, opset: in
         spec: an ``hf:`` (CLIPModel, VisionTextDualEncoderModel or mindgap layout) or
             ``mindgap:`` encoder spec.
         out_dir: output directory (must not exist or be empty unless ``overwrite``).
-        int8: also write ``onnx/*_quantized.onnx`` (dynamic int8 weights).
+        int8: also write ``onnx/*_quantized.onnx`` (int8; recipe in :mod:`.quantize`).
         calib_images: with ``int8``, images (paths / bytes / PIL) to calibrate a static
             int8 quantisation of a convolutional image tower (32–64 training-like images;
             not the split you evaluate on). Transformer towers stay dynamic.
@@ -184,6 +185,7 @@ def export_onnx(spec: str, out_dir: str | Path, *, int8: bool = False, opset: in
                 "pad_token_id": getattr(enc.tokenizer, "pad_token_id", None),
                 "pad_token": getattr(enc.tokenizer, "pad_token", None),
                 "variants": ["fp32"] + (["int8"] if int8 else []), "int8_recipes": recipes,
+                "int8_settings": {k: recipe_settings(v) for k, v in recipes.items()},
                 "calibration_images": len(calib_images or []) if int8 else 0, "opset": opset, "exporter": how,
                 "torch": torch.__version__}
         (tmp / ONNX_META).write_text(json.dumps(meta, indent=2))

@@ -9,7 +9,9 @@
 
 The Hub is used when reachable; offline (``HF_HUB_OFFLINE=1`` or no network) a model that
 is not in the local cache fails with a :class:`~mindgap.errors.ModelLoadError` telling the
-user to download it and pass ``hf:/path/to/dir``.
+user to download it and pass ``hf:/path/to/dir``. Reachability is probed once (a TCP connect
+to the Hub, 3 s) before loading a hub id, so an offline machine gets that message at once
+(from the local cache only) instead of after huggingface_hub's minute of retries.
 
 Options: ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default CUDA when available),
 ``fp16`` (default: on for CUDA, off for CPU), ``batch_size``, ``show_progress``,
@@ -43,11 +45,34 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _load_error(ref: str, exc: BaseException, local: bool) -> ModelLoadError:
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or the Hub's host cannot be reached over TCP.
+
+    Behind an HTTPS proxy a direct connect proves nothing, so there the answer is True and
+    huggingface_hub decides.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return False
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_error(ref: str, exc: BaseException, local: bool, online: bool = True) -> ModelLoadError:
     if local:
         return ModelLoadError(f"cannot load the model directory ({_first_line(exc)})", item=ref)
+    where = "the Hugging Face Hub or the local cache" if online else "the local cache (the Hub is unreachable)"
     return ModelLoadError(
-        f"cannot load {ref!r} from the Hugging Face Hub or the local cache ({_first_line(exc)}). "
+        f"cannot load {ref!r} from {where} ({_first_line(exc)}). "
         "If this machine is offline (or HF_HUB_OFFLINE=1 is set), download the model on a connected "
         f"machine, e.g. `huggingface-cli download {ref} --local-dir DIR`, copy DIR here and pass "
         "`hf:/path/to/DIR`",
@@ -94,21 +119,23 @@ class HFClipEncoder(BaseEncoder):
         if local and not Path(src).is_dir():
             raise SpecError("no such model directory", item=ref)
         self.source = src
+        online = local or hub_reachable()
+        kw = {} if online else {"local_files_only": True}  # offline: the cache only, no retries
         bar = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per load
         try:
-            config = transformers.AutoConfig.from_pretrained(src)
+            config = transformers.AutoConfig.from_pretrained(src, **kw)
             self.model_type = str(getattr(config, "model_type", ""))
             cls = getattr(transformers, MODEL_CLASSES.get(self.model_type, "AutoModel"))
-            model = cls.from_pretrained(src)
+            model = cls.from_pretrained(src, **kw)
         except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(ref, exc, local) from None
+            raise _load_error(ref, exc, local, online) from None
         finally:
             if bar:
                 transformers.utils.logging.enable_progress_bar()
         if not (hasattr(model, "get_text_features") and hasattr(model, "get_image_features")):
             raise ModelLoadError(f"model type {self.model_type!r} is not a text–image dual encoder", item=ref)
-        self.tokenizer, self.image_processor = self._load_processor(src, ref, local)
+        self.tokenizer, self.image_processor = self._load_processor(src, ref, local, kw)
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.fp16 = (self.device.type == "cuda") if fp16 is None else bool(fp16)
@@ -121,21 +148,21 @@ class HFClipEncoder(BaseEncoder):
         self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
 
     @staticmethod
-    def _load_processor(src: str, ref: str, local: bool) -> tuple[Any, Any]:
+    def _load_processor(src: str, ref: str, local: bool, kw: dict[str, Any]) -> tuple[Any, Any]:
         import transformers
 
         tok = imp = None
         try:
-            proc = transformers.AutoProcessor.from_pretrained(src)
+            proc = transformers.AutoProcessor.from_pretrained(src, **kw)
             tok = getattr(proc, "tokenizer", None)
             imp = getattr(proc, "image_processor", None)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         try:
-            tok = tok or transformers.AutoTokenizer.from_pretrained(src)
-            imp = imp or transformers.AutoImageProcessor.from_pretrained(src)
+            tok = tok or transformers.AutoTokenizer.from_pretrained(src, **kw)
+            imp = imp or transformers.AutoImageProcessor.from_pretrained(src, **kw)
         except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(ref, exc, local) from None
+            raise _load_error(ref, exc, local, not kw) from None
         return tok, imp
 
     def _max_tokens(self, config: Any) -> int:

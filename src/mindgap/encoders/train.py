@@ -233,7 +233,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         "train_seconds": round(train_seconds, 1),
         "epoch_loss": history,
         "final_temperature": round(math.exp(-logit_scale.item()), 4),
-        "machine": f"{platform.machine()} {platform.processor() or ''}, torch threads={torch.get_num_threads()}",
+        "machine": f"{' '.join(x for x in (platform.machine(), platform.processor()) if x)}, "
+                   f"torch threads={torch.get_num_threads()}",
     }
     model_cfg["training"] = record
     DualEncoderModel.save(out_dir, model_cfg, image, text, logit_scale)

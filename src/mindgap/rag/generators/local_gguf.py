@@ -6,7 +6,8 @@ needs ``llm`` and is never imported — only its file is located).
 
 Backends (``backend=`` option or ``$MINDGAP_LOCAL_BACKEND``):
 
-* ``transformers`` (default when llama-cpp-python is absent): transformers' GGUF reader
+* ``transformers`` (default when llama-cpp-python is absent; ``pip install 'mindgap[rag]'``
+  brings torch, transformers and ``gguf``, which transformers' reader needs): transformers' GGUF reader
   de-quantises the weights to float32 and builds the matching ``LlamaForCausalLM`` and its
   tokenizer (with the chat template stored in the GGUF). ``from_pretrained(dir,
   gguf_file=...)`` is used when ``accelerate`` is installed (transformers requires it for
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import InputError, ModelLoadError, SpecError
+from ...errors import InputError, MissingDependency, ModelLoadError, SpecError
 from ...registry import generators
 from .base import Generation, Message, apply_stop, check_generate_args, flatten_content
 
@@ -152,8 +153,7 @@ class LocalGGUFGenerator:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:
-            raise ModelLoadError("local generator needs torch + transformers + gguf: "
-                                 f"pip install 'mindgap[torch]' gguf ({exc})", item="transformers") from None
+            raise MissingDependency(exc.name or "transformers", "rag") from None
         cache = _cache_dir(self.path)
         if self.use_cache and (cache / "config.json").is_file():
             try:
@@ -163,6 +163,8 @@ class LocalGGUFGenerator:
                 return
             except Exception as exc:  # noqa: BLE001 - a broken cache is rebuilt
                 log.warning("ignoring unreadable model cache %s: %s", cache, exc)
+        if importlib.util.find_spec("gguf") is None:  # transformers' GGUF reader needs it (gguf>=0.10)
+            raise MissingDependency("gguf", "rag")
         try:
             self._tok, self._model = _convert_gguf(self.path)
         except (ValueError, OSError, KeyError, ImportError) as exc:
