@@ -33,6 +33,21 @@ def test_centroid_gap_concentrated_in_one_dimension() -> None:
     assert same["gap_norm"] == 0.0 and same["dims_50"] == 0
 
 
+def test_random_direction_baseline_for_gap_concentration() -> None:
+    """A random isotropic direction is uneven too: the baseline dims_50 is far below d/2."""
+    from mindgap.eval.diagnose import random_cumulative_share
+
+    c = random_cumulative_share(256)
+    assert c[-1] == pytest.approx(1.0) and np.all(np.diff(c) >= 0)
+    g = centroid_gap(*_gapped(d=256))
+    assert (g["dims_50_random"], g["dims_90_random"]) == (32, 115)  # seeded: stable
+    assert g["dims_50"] == 1 < g["dims_50_random"]
+    rng = np.random.default_rng(5)  # an actual random gap lands near the baseline
+    img = l2_normalize(rng.normal(size=(4000, 256)) + 0.5 * rng.normal(size=256))
+    txt = l2_normalize(rng.normal(size=(4000, 256)))
+    assert abs(centroid_gap(img, txt)["dims_50"] - 32) <= 6
+
+
 def test_separability_probe_separates_gapped_not_identical() -> None:
     img, txt = _gapped()
     assert separability(img, txt)["probe_accuracy"] > 0.95
@@ -85,6 +100,7 @@ def test_diagnose_small_real_subset(tmp_path: Path, offline_encoder) -> None:
     c = raw["centroid"]
     assert 0.05 < c["gap_norm"] < 2.0
     assert 1 <= c["dims_50"] <= c["dims_90"] <= c["dims"] == 256
+    assert c["dims_50_random"] == 32 and "random isotropic direction" in (tmp_path / "report.md").read_text()
     assert raw["separability"]["probe_accuracy"] > 0.7  # a real CLIP-style model: modalities separable
     assert raw["cosines"]["matched_mean"] > raw["cosines"]["unmatched_mean"] + 0.1
     assert raw["cosines"]["auc"] > 0.7
@@ -93,3 +109,33 @@ def test_diagnose_small_real_subset(tmp_path: Path, offline_encoder) -> None:
         v = res["variants"][fix]
         assert np.isfinite(v["centroid"]["gap_norm"]) and 0.3 < v["separability"]["probe_accuracy"] <= 1.0
     assert "| linear probe accuracy (held out) |" in (tmp_path / "report.md").read_text()
+
+
+def _lab_row(level: str, gap: float, obj: float, att: float) -> dict:
+    return {"level": level, "example_caption": f"a {level}.", "mean_caption_words": 5.0, "gap_norm": gap,
+            "centroid_cosine": 0.5, "dims_50": 10, "dims_90": 40, "probe_accuracy": 0.99, "matched_cos": 0.8,
+            "unmatched_cos": 0.1, "logit_entropy_normalised": 0.4, "object_accuracy": obj, "attribute_accuracy": att,
+            "object_chance": 1 / 6, "attribute_chance": 1 / 6, "test_images": 300}
+
+
+def test_lab_findings_state_the_direction_and_replot_renders(tmp_path: Path) -> None:
+    """``mindgap lab --replot``: report + PNGs from lab.json, findings that say what the numbers say."""
+    from mindgap.cli import main
+    from mindgap.eval.lab import findings
+
+    rows = [_lab_row("object", 0.17, 0.73, 0.12), _lab_row("colour", 0.20, 0.36, 0.91),
+            _lab_row("relations", 0.25, 0.50, 0.52)]
+    text = "\n".join(findings(rows))
+    assert "grew by 47% monotonically" in text
+    assert "object: object 0.730 vs. attribute 0.120" in text and text.count("attribute > object") == 1
+    assert "relations: object 0.500 vs. attribute 0.520" in text and "no clear difference" in text
+    assert "shrank" in "\n".join(findings([_lab_row("a", 0.3, 0.5, 0.5), _lab_row("b", 0.35, 0.5, 0.5),
+                                           _lab_row("c", 0.2, 0.5, 0.5)]))
+    res = {"config": {"n_train": 10, "n_test": 300, "image_size": 32, "seed": 0, "epochs": 1, "widths": [8],
+                      "embed_dim": 16}, "levels": rows, "seconds": 1.0, "cpu_seconds": 1.0}
+    (tmp_path / "lab.json").write_text(json.dumps(res))
+    assert main(["lab", "--replot", "--out", str(tmp_path)]) == 0
+    for f in ("report.md", "gap_vs_richness.png", "zeroshot_vs_richness.png"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    assert "## Findings" in (tmp_path / "report.md").read_text()
+    assert main(["lab", "--replot", "--out", str(tmp_path / "nothing")]) == 2

@@ -80,3 +80,52 @@ def test_invalid_inputs_raise() -> None:
         ndcg_at_k([], 10)
     with pytest.raises(InputError):
         recall_at_k([1], 5, mode="bogus")
+
+
+def _brute_recall(img: np.ndarray, txt: np.ndarray, q: np.ndarray, gold_mod: str, row: int, b: float,
+                  k: int) -> bool:
+    """Is the gold in the merged top k when ``b`` is added to every image cosine? (ties: strictly higher wins)"""
+    s_img, s_txt = img @ q + b, txt @ q
+    g = s_img[row] if gold_mod == "image" else s_txt[row]
+    return 1 + int((s_img > g).sum() + (s_txt > g).sum()) <= k
+
+
+def test_shift_frontier_matches_brute_force_merging() -> None:
+    from mindgap.encoders.base import l2_normalize
+    from mindgap.eval.tradeoff import shift_frontier
+    from mindgap.types import Modality
+
+    rng = np.random.default_rng(0)
+    d, n_img, n_txt = 16, 40, 60
+    img = l2_normalize(rng.normal(size=(n_img, d)) + 1.5 * np.eye(d)[0]).astype(np.float32)  # a gap along dim 0
+    txt = l2_normalize(rng.normal(size=(n_txt, d)) - 1.5 * np.eye(d)[0]).astype(np.float32)
+    qs, golds, gm = [], [], []
+    for i in range(50):
+        if i % 2:
+            j = int(rng.integers(n_img))
+            qs.append(l2_normalize(img[j] * 0.3 + txt.mean(0) + 0.3 * rng.normal(size=d)))
+            golds.append([f"i{j}"]), gm.append("image")
+        else:
+            j = int(rng.integers(n_txt))
+            qs.append(l2_normalize(txt[j] * 0.5 + 0.3 * rng.normal(size=d)))
+            golds.append([f"t{j}"]), gm.append("text")
+    q = np.asarray(qs, np.float32)
+    pos = {f"i{j}": (Modality.IMAGE, j) for j in range(n_img)} | {f"t{j}": (Modality.TEXT, j) for j in range(n_txt)}
+    k = 5
+    fr = shift_frontier({Modality.IMAGE: img, Modality.TEXT: txt}, pos, q, golds, gm, k=k, chunk=7)
+    assert fr.n_image == 25 and fr.n_text == 25
+    for b in (-0.8, -0.2, 0.0, 0.1, 0.37, 0.9, 2.5):
+        hits = [_brute_recall(img, txt, q[i], gm[i], pos[golds[i][0]][1], b, k) for i in range(len(q))]
+        img_r = np.mean([h for h, m in zip(hits, gm) if m == "image"])
+        txt_r = np.mean([h for h, m in zip(hits, gm) if m == "text"])
+        ri, rt, ov = fr.recall(b)
+        assert (ri, rt) == pytest.approx((img_r, txt_r)), b
+        assert ov == pytest.approx(np.mean(hits))
+    # the curve is monotone: more image shift never helps TextQ, never hurts ImageQ
+    c = fr.curve()
+    assert np.all(np.diff(c[:, 1]) >= 0) and np.all(np.diff(c[:, 2]) <= 0)
+    # the oracle best shift is at least as good as b = 0 overall; text_at inverts the curve
+    assert fr.best_overall()["overall"] >= fr.recall(0.0)[2]
+    ri0, rt0, _ = fr.recall(0.0)
+    assert fr.text_at(ri0) >= rt0
+    assert fr.text_at(0.0) == fr.ceilings()["TextQ"]

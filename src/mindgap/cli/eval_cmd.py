@@ -40,15 +40,22 @@ def _register_eval(app: typer.Typer) -> None:
     def eval_cmd(
         bench: str = typer.Argument(..., help=f"Benchmark JSONL file, or a built-in: {BUILTIN_HELP}."),
         store: str = typer.Option("exact:", "--store", help="Store URI; the benchmark corpus is indexed into it."),
-        gaps: str = typer.Option("naive,zscore,center,standardize,distnorm,linear,modal-clf,linear+zscore", "--gaps",
-                                 help="Comma-separated corrector specs; unavailable ones are skipped with a warning."),
+        gaps: str = typer.Option("naive,zscore,zscore@pseudo,center,standardize,distnorm,linear,modal-clf,"
+                                 "linear+zscore", "--gaps",
+                                 help="Comma-separated corrector specs; SPEC@pseudo / SPEC@gold overrides --fit-pairs "
+                                      "for one entry; unavailable ones are skipped with a warning."),
         out: Path = typer.Option(None, "--out", help="Report folder (default runs/eval/<benchmark name>)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the corpus sample (and of built-in subsets)."),
         encoder: str = typer.Option(None, "--encoder", help="Encoder spec (default: the store's, else the offline model)."),
         limit: int = typer.Option(None, "--limit", help="Built-in flickr8k: a seeded subset of N test images."),
         fit_limit: int = typer.Option(None, "--fit-limit", help="Built-in flickr8k: at most N fit (calib) images."),
         data: str = typer.Option(None, "--data", help="Built-ins: the data folder (default: the shared one)."),
-        fit_pairs: str = typer.Option("gold", "--fit-pairs", help="'gold' (labelled fit pairs) or 'pseudo'."),
+        fit_pairs: str = typer.Option("gold", "--fit-pairs",
+                                      help="'gold' (the fit split's labelled pairs) or 'pseudo' (each fit query's "
+                                           "top-1 text and image, no labels)."),
+        frontier_k: int = typer.Option(10, "--frontier-k", help="Recall cut-off of the ImageQ-vs-TextQ trade-off."),
+        save_benchmark: bool = typer.Option(True, "--save-benchmark/--no-save-benchmark",
+                                            help="Built-ins: write the benchmark JSONL under OUT/benchmark/."),
         corpus_sample: int = typer.Option(5000, "--corpus-sample", help="Items per modality for corpus statistics."),
         worst: int = typer.Option(10, "--worst", help="Worst queries listed per corrector."),
         allow_training_overlap: bool = typer.Option(False, "--allow-training-overlap",
@@ -59,7 +66,8 @@ def _register_eval(app: typer.Typer) -> None:
 
         Reports Recall@{1,3,5,10,50,100}, MRR and nDCG@10 for TextQ / ImageQ / overall,
         the gold rank within its modality vs. in the merged list, and writes report.md,
-        results.json, cosine_hist.png and recall_curves.png.
+        results.json, cosine_hist.png, recall_curves.png and tradeoff.png (ImageQ vs. TextQ
+        Recall@10: the exact sweep of a uniform image-score shift, every corrector a point).
         """
         import logging
         import warnings
@@ -85,11 +93,11 @@ def _register_eval(app: typer.Typer) -> None:
                        data=data)
             name = b.name
         out_dir = out or Path("runs") / "eval" / name
-        if not isinstance(b, str):
+        if not isinstance(b, str) and save_benchmark:
             write_benchmark(b, out_dir / "benchmark" / f"{name}.jsonl")
         cfg = EvalConfig(gaps=[g.strip() for g in gaps.split(",") if g.strip()], seed=seed,
                          corpus_sample=corpus_sample, worst=worst, fit_pairs=fit_pairs,
-                         allow_training_overlap=allow_training_overlap)
+                         allow_training_overlap=allow_training_overlap, frontier_k=frontier_k)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = run_eval(b, store, encoder=enc_spec, cfg=cfg, out_dir=out_dir, progress=not json_out)
@@ -105,6 +113,12 @@ def _register_eval(app: typer.Typer) -> None:
             rows = [[spec] + [_f(v[f"R@{k}"]) for k in ks] + [_f(v["MRR"]), _f(v["nDCG@10"])] for spec, v in m.items()]
             console.print(table(f"{split} (n = {res['queries'][split]})",
                                 ["gap"] + [f"R@{k}" for k in ks] + ["MRR", "nDCG"], rows))
+        t = res.get("tradeoff")
+        if t:
+            best = t["best_overall_oracle"]
+            console.print(f"trade-off (R@{t['k']}): a uniform image shift b reaches ImageQ ≤ {t['ceilings']['ImageQ']:.3f}"
+                          f", TextQ ≤ {t['ceilings']['TextQ']:.3f}; best overall {best['overall']:.3f} at "
+                          f"b = {best['b']:+.3f} (oracle) — see tradeoff.png", highlight=False)
         console.print(f"report: [bold]{out_dir / 'report.md'}[/]")
 
 

@@ -5,8 +5,9 @@ Measures, on L2-normalised image and caption embeddings:
 * **centroid gap**: ``g = mean(image) − mean(text)``, its norm, and the cosine between
   the two centroids;
 * **gap concentration**: the squared per-dimension contributions ``g_d² / ‖g‖²`` sorted
-  descending — how many dimensions carry 50 % / 90 % of the gap (a uniform gap needs
-  d/2 and 0.9·d);
+  descending — how many dimensions carry 50 % / 90 % of the gap, against the same count
+  for a random isotropic direction (≈ 32 / 115 of 256 dims: a random vector is uneven too,
+  so "few dimensions" means far fewer than that baseline, not fewer than d/2);
 * **linear separability**: held-out accuracy of a logistic-regression probe (on
   standardised features) telling image from text embeddings (images split into probe-train / probe-test groups with their
   captions, one caption per image so classes are balanced);
@@ -85,8 +86,27 @@ def centroid_gap(img: np.ndarray, txt: np.ndarray) -> dict[str, Any]:
         "dims_90": int(np.searchsorted(cum, 0.9) + 1) if tot > 0 else 0,
         "top5_dims": [int(i) for i in top],
         "top5_share": float(share[:5].sum()),
+        **random_direction_dims(d),
         "_cumulative_share": cum,
     }
+
+
+def random_cumulative_share(d: int, n: int = 500, seed: int = 0) -> np.ndarray:
+    """Expected cumulative share of ‖v‖² in the top-n components of a random isotropic
+    (Gaussian) ``d``-dim vector — the baseline for "the gap is carried by few dimensions".
+
+    Even a random direction is uneven: in 256 dims its top 32 components carry half its
+    energy, so ``dims_50`` means something only against this baseline, not against d/2.
+    """
+    sq = np.random.default_rng(seed).normal(size=(n, d)) ** 2
+    sq = -np.sort(-sq, axis=1)
+    return (np.cumsum(sq, axis=1) / sq.sum(1, keepdims=True)).mean(0)
+
+
+def random_direction_dims(d: int) -> dict[str, int]:
+    """``dims_50`` / ``dims_90`` of a random isotropic direction in ``d`` dims (see above)."""
+    c = random_cumulative_share(d)
+    return {"dims_50_random": int(np.searchsorted(c, 0.5) + 1), "dims_90_random": int(np.searchsorted(c, 0.9) + 1)}
 
 
 def separability(img: np.ndarray, txt_one: np.ndarray, seed: int = 0, test_frac: float = 0.3) -> dict[str, Any]:
@@ -221,7 +241,6 @@ def run_diagnose(encoder: str | Any, cfg: DiagnoseConfig | None = None, out_dir:
     """
     from ..datasets import load_caption_set
     from ..encoders import load_encoder
-    from ..encoders.evaluate import embed_caption_set
 
     cfg = cfg or DiagnoseConfig()
     enc = load_encoder(encoder, show_progress=progress) if isinstance(encoder, str) else encoder
@@ -236,9 +255,9 @@ def run_diagnose(encoder: str | Any, cfg: DiagnoseConfig | None = None, out_dir:
     train_ids = set((((getattr(enc, "config", None) or {}).get("training") or {}).get("data") or {}).get("train_images") or [])
     if train_ids & {r.image_id for r in recs}:
         log.warning("%d measured images are in the encoder's training set", len(train_ids & {r.image_id for r in recs}))
-    img, txt, owner = embed_caption_set(enc, recs)
+    img, txt, owner = embed_caption_set(enc, recs, progress)
     if fit_recs:
-        f_img, f_txt, f_owner = embed_caption_set(enc, fit_recs)
+        f_img, f_txt, f_owner = embed_caption_set(enc, fit_recs, progress)
         m_img, m_txt, m_owner = img, txt, owner
     else:  # seeded 30% hold-out of the measured images for fitting
         perm = np.random.default_rng(cfg.seed + 2).permutation(len(recs))
@@ -270,6 +289,18 @@ def run_diagnose(encoder: str | Any, cfg: DiagnoseConfig | None = None, out_dir:
     return public(res)
 
 
+def embed_caption_set(enc: Any, recs: list[Any], progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images and all captions of ``recs`` → ``(img, txt, owner)``, through the on-disk
+    embedding cache (:mod:`mindgap.caption.cache`), so a re-run does not re-encode."""
+    from ..caption.cache import encode_images, encode_texts
+
+    img = encode_images(enc, [r.path for r in recs], show_progress=progress)
+    caps = [c for r in recs for c in r.captions]
+    owner = np.array([i for i, r in enumerate(recs) for _ in r.captions])
+    txt = encode_texts(enc, caps, show_progress=progress)
+    return np.asarray(img, np.float32), np.asarray(txt, np.float32), owner
+
+
 def _subset(img: np.ndarray, txt: np.ndarray, owner: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     remap = -np.ones(len(img), int)
     remap[idx] = np.arange(len(idx))
@@ -288,5 +319,5 @@ def public(res: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-__all__ = ["DiagnoseConfig", "run_diagnose", "measure", "centroid_gap", "separability", "matched_unmatched",
+__all__ = ["DiagnoseConfig", "run_diagnose", "measure", "centroid_gap", "random_cumulative_share", "separability", "matched_unmatched",
            "logit_entropy", "public"]

@@ -73,12 +73,18 @@ def plot_score_histograms(hists: dict[str, dict[str, np.ndarray]], path: Path, *
     nrow = int(np.ceil(len(names) / ncol))
     fig, axes = pyplot.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow), squeeze=False)
     for ax, name in zip(axes.flat, names):
+        vals = {m: np.asarray(hists[name].get(m, []), float) for m in ("text", "image")}
+        vals = {m: v[np.isfinite(v)] for m, v in vals.items()}
+        both = np.concatenate(list(vals.values()))
+        bins = np.linspace(both.min(), both.max(), 41) if len(both) and np.ptp(both) > 0 else 40
         for m, color in (("text", "tab:blue"), ("image", "tab:orange")):
-            v = np.asarray(hists[name].get(m, []), float)
-            v = v[np.isfinite(v)]
+            v = vals[m]
             if len(v):
-                ax.hist(v, bins=40, alpha=0.55, color=color, density=True, label=f"gold {m} (n={len(v)})")
+                ax.hist(v, bins=bins, alpha=0.55, color=color, density=True,
+                        label=f"gold {m}: μ {v.mean():.2f}, σ {v.std():.2f} (n={len(v)})")
+                ax.axvline(v.mean(), color=color, lw=1, ls="--")
         ax.set_title("raw cosine (naive)" if name == "raw" else f"after {name}", fontsize=9)
+        ax.set_xlabel("cosine" if name == "raw" else "corrected score", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
@@ -92,23 +98,26 @@ def plot_score_histograms(hists: dict[str, dict[str, np.ndarray]], path: Path, *
 def plot_recall_curves(curves: dict[str, dict[str, np.ndarray]], path: Path, *, title: str = "") -> None:
     """Recall@k (k = 1..depth, log x) per corrector, one panel per split."""
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, 3, figsize=(12, 3.6), squeeze=False)
+    fig, axes = pyplot.subplots(1, 3, figsize=(13.5, 3.8), squeeze=False)
+    cmap = pyplot.get_cmap("tab10")
     for ax, split in zip(axes[0], SPLITS):
-        for name, c in curves.items():
+        for i, (name, c) in enumerate(curves.items()):
             y = np.asarray(c.get(split, []))
             if len(y):
-                ax.plot(np.arange(1, len(y) + 1), y, label=name, lw=1.4,
-                        ls="--" if name == "naive" else "-")
+                ax.plot(np.arange(1, len(y) + 1), y, label=name, lw=1.5, color="black" if name == "naive" else
+                        cmap(i % 10), ls="--" if name == "naive" else ("-", "-.", ":")[(i // 10) % 3])
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("k")
         ax.set_ylabel("Recall@k")
         ax.set_title(split, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(0.865, 0.5), title="corrector",
+               title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     _save(fig, path)
 
 
@@ -146,13 +155,22 @@ def plot_panels(panels: dict[str, dict[str, np.ndarray]], path: Path, *, title: 
     _save(fig, path)
 
 
-def plot_bars(values: dict[str, np.ndarray], path: Path, *, title: str, xlabel: str, ylabel: str) -> None:
-    """Sorted bar profile(s), e.g. cumulative share of the gap over dimensions."""
+def plot_bars(values: dict[str, np.ndarray], path: Path, *, title: str, xlabel: str, ylabel: str,
+              reference: tuple[str, np.ndarray] | None = None) -> None:
+    """Sorted profile(s), e.g. cumulative share of the gap over dimensions; ``reference`` is a
+    dashed baseline curve (e.g. a gap spread evenly over all dimensions)."""
     pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(5.2, 3.4))
+    fig, ax = pyplot.subplots(figsize=(6.0, 3.8))
     for name, v in values.items():
         v = np.asarray(v, float)
-        ax.plot(np.arange(1, len(v) + 1), v, label=name)
+        line, = ax.plot(np.arange(1, len(v) + 1), v, label=name)
+        for level in (0.5, 0.9):  # mark where each curve crosses 50 % / 90 %
+            n = int(np.searchsorted(v, level) + 1)
+            if n <= len(v):
+                ax.plot(n, v[n - 1], "o", ms=4, color=line.get_color())
+    if reference is not None:
+        rname, rv = reference
+        ax.plot(np.arange(1, len(rv) + 1), rv, ls="--", color="0.5", lw=1, label=rname)
     for level in (0.5, 0.9):
         ax.axhline(level, color="grey", lw=0.6, ls=":")
     ax.set_xscale("log")
@@ -199,14 +217,20 @@ def _save(fig: Any, path: Path) -> None:
 
 # -- eval report ---------------------------------------------------------------------------
 def write_eval_outputs(results: dict[str, Any], curves: dict[str, dict[str, np.ndarray]],
-                       hists: dict[str, dict[str, np.ndarray]], out: Path) -> dict[str, str]:
-    """Write ``report.md``, ``results.json``, ``cosine_hist.png``, ``recall_curves.png``."""
+                       hists: dict[str, dict[str, np.ndarray]], out: Path, frontier: Any = None) -> dict[str, str]:
+    """Write ``report.md``, ``results.json``, ``cosine_hist.png``, ``recall_curves.png`` and,
+    when the benchmark has both TextQ and ImageQ, ``tradeoff.png``."""
     out.mkdir(parents=True, exist_ok=True)
     name = results["benchmark"].get("name", "benchmark")
     files = {"report": "report.md", "results": "results.json", "cosine_hist": "cosine_hist.png",
              "recall_curves": "recall_curves.png"}
     plot_score_histograms(hists, out / files["cosine_hist"], title=f"{name}: (query, gold) score by gold modality")
     plot_recall_curves(curves, out / files["recall_curves"], title=f"{name}: Recall@k")
+    if frontier is not None and results.get("tradeoff"):
+        from .tradeoff import plot_tradeoff
+
+        files["tradeoff"] = "tradeoff.png"
+        plot_tradeoff(frontier, results["tradeoff"], out / files["tradeoff"], title=name)
     results = dict(results, files=files)
     write_json(out / files["results"], results)
     (out / files["report"]).write_text(eval_markdown(results), encoding="utf-8")
@@ -220,11 +244,15 @@ def eval_markdown(res: dict[str, Any]) -> str:
     lines = [f"# Retrieval evaluation: {b.get('name')}", "", b.get("description", ""), "",
              f"- encoder: `{res['encoder']}`; store: `{res['store']['uri']}` "
              f"({res['store']['counts']['text']} texts, {res['store']['counts']['image']} images)",
-             f"- test queries: TextQ {res['queries']['TextQ']}, ImageQ {res['queries']['ImageQ']}; "
-             f"fit pairs: {res['fit']['pairs']} ({res['fit']['kind']}, {res['fit']['by_gold_modality']})",
+             f"- test queries: TextQ {res['queries']['TextQ']}, ImageQ {res['queries']['ImageQ']}; fit pairs: "
+             + "; ".join(f"{f['pairs']} {kind} ({', '.join(f'{v} → {m}' for m, v in f['by_gold_modality'].items())})"
+                         for kind, f in res["fit"].items()),
              f"- fit split: `{json.dumps(b.get('fit_split'), ensure_ascii=False)}`",
              f"- test split: `{json.dumps(b.get('test_split'), ensure_ascii=False)}`",
-             f"- Recall@k = {res['config']['recall']}; {res['config']['mrr']}; seed {res['config']['seed']}", ""]
+             f"- Recall@k = {res['config']['recall']}; {res['config']['mrr']}; seed {res['config']['seed']}; "
+             f"benchmark digest `{b.get('digest')}`",
+             "- correctors are fitted on the fit split's labelled (query, gold) pairs unless marked `@pseudo` "
+             "(each fit query's top-1 text and top-1 image stand in for its gold; no labels)", ""]
     if res["skipped"]:
         lines += ["Skipped correctors: " + "; ".join(f"`{k}` ({v})" for k, v in res["skipped"].items()), ""]
     heads = ["corrector"] + [f"R@{k}" for k in ks] + ["MRR", "nDCG@10"]
@@ -235,6 +263,7 @@ def eval_markdown(res: dict[str, Any]) -> str:
             rows.append([spec] + [m.get(f"R@{k}") for k in ks] + [m.get("MRR"), m.get("nDCG@10")])
         n = res["queries"][split]
         lines += [f"## {split} (n = {n})", "", md_table(heads, rows), ""]
+    lines += tradeoff_markdown(res)
     lines += ["## Gold scores and image share", "",
               "Mean ± std of the gold item's raw cosine and corrected score, by gold modality; "
               "share of images among the top-10 results.", ""]
@@ -267,6 +296,34 @@ def eval_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tradeoff_markdown(res: dict[str, Any]) -> list[str]:
+    """The ImageQ-vs-TextQ trade-off section (empty without both query kinds)."""
+    t = res.get("tradeoff")
+    if not t:
+        return []
+    k = t["k"]
+    best = t["best_overall_oracle"]
+    lines = [f"## ImageQ vs. TextQ trade-off (Recall@{k})", "",
+             f"Adding one constant `b` to every image cosine before the merge (`b > 0` favours images) trades "
+             f"ImageQ against TextQ recall; the sweep below is exact (every reachable pair is on the curve in "
+             f"`tradeoff.png`). Ceilings (the other modality out of the way): ImageQ {t['ceilings']['ImageQ']:.3f}, "
+             f"TextQ {t['ceilings']['TextQ']:.3f}. Best overall R@{k} of any shift (an oracle, chosen on the test "
+             f"queries): {best['overall']:.3f} at b = {best['b']:.3f} (ImageQ {best['ImageQ']:.3f}, "
+             f"TextQ {best['TextQ']:.3f}).", "",
+             md_table(["shift b", f"ImageQ R@{k}", f"TextQ R@{k}", f"overall R@{k}"],
+                      [[f"{r['b']:+.3f}", r["ImageQ"], r["TextQ"], r["overall"]] for r in t["table"]]), "",
+             f"Where each corrector sits: `Δ TextQ` is its TextQ R@{k} minus the best TextQ R@{k} a uniform shift "
+             f"reaches at the same ImageQ R@{k} (> 0: above the frontier; – when no shift reaches its ImageQ "
+             "recall).", "",
+             md_table(["corrector", f"ImageQ R@{k}", f"TextQ R@{k}", f"overall R@{k}", "frontier TextQ at same ImageQ",
+                       "Δ TextQ"],
+                      [[name, c["ImageQ"], c["TextQ"], c["overall"], c["frontier_TextQ_at_same_ImageQ"],
+                        None if c["delta_TextQ_vs_frontier"] is None else f"{c['delta_TextQ_vs_frontier']:+.3f}"]
+                       for name, c in t["correctors"].items()]), "",
+             "![trade-off](tradeoff.png)", ""]
+    return lines
+
+
 # -- diagnose report -----------------------------------------------------------------------
 def write_diagnose_outputs(res: dict[str, Any], emb: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> dict[str, str]:
     """Write ``report.md``, ``diagnose.json`` and the PNGs of ``mindgap diagnose``."""
@@ -280,34 +337,49 @@ def write_diagnose_outputs(res: dict[str, Any], emb: dict[str, tuple[np.ndarray,
                                                           "unmatched": x["cosines"]["_unmatched"]}
                  for k, x in v.items()}, out / files["cosines"],
                 title="cos(caption, image): matched vs. unmatched", xlabel="cosine")
-    plot_bars({k: x["centroid"]["_cumulative_share"] for k, x in v.items()}, out / files["gap_dims"],
-              title="share of ||gap||² carried by the top-n dimensions", xlabel="dimensions (sorted)",
-              ylabel="cumulative share")
-    plot_pca(emb, out / files["pca"])
+    from .diagnose import random_cumulative_share
+
+    d = len(next(iter(v.values()))["centroid"]["_cumulative_share"])
+    plot_bars({f"{k} (50 %: {x['centroid']['dims_50']} dims, 90 %: {x['centroid']['dims_90']})":
+               x["centroid"]["_cumulative_share"] for k, x in v.items()}, out / files["gap_dims"],
+              title="share of ‖μ_img − μ_txt‖² carried by the top-n dimensions",
+              xlabel="dimensions, largest gap component first", ylabel="cumulative share of ‖gap‖²",
+              reference=("a random isotropic direction (baseline)", random_cumulative_share(d)))
+    plot_pca(emb, out / files["pca"], {k: x["separability"]["probe_accuracy"] for k, x in v.items()})
     pub = public(dict(res, files=files))
     write_json(out / files["results"], pub)
     (out / files["report"]).write_text(diagnose_markdown(pub), encoding="utf-8")
     return files
 
 
-def plot_pca(emb: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, max_points: int = 600) -> None:
-    """2-D PCA scatter of image vs. text embeddings per variant (the classic gap picture)."""
+def plot_pca(emb: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, probe: dict[str, float] | None = None,
+             max_points: int = 600) -> None:
+    """The classic gap picture per variant: x = projection on the gap direction
+    (μ_img − μ_txt, unit length), y = the top principal component orthogonal to it."""
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, len(emb), figsize=(3.6 * len(emb), 3.4), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(emb), figsize=(4.2 * len(emb), 3.9), squeeze=False)
     for ax, (name, (img, txt)) in zip(axes[0], emb.items()):
         x = np.concatenate([img, txt]).astype(np.float64)
-        x -= x.mean(0)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        p = x @ vt[:2].T
+        g = img.mean(0) - txt.mean(0)
+        g = g / (np.linalg.norm(g) + 1e-12)
+        px = x @ g
+        resid = x - np.outer(px, g)
+        resid -= resid.mean(0)
+        _, vecs = np.linalg.eigh(resid.T @ resid)  # d×d: far cheaper than an SVD of the n×d matrix
+        py = resid @ vecs[:, -1]
         ni = len(img)
-        step_i = max(1, ni // max_points)
-        step_t = max(1, len(txt) // max_points)
-        ax.scatter(p[:ni:step_i, 0], p[:ni:step_i, 1], s=4, alpha=0.5, label="image")
-        ax.scatter(p[ni::step_t, 0], p[ni::step_t, 1], s=4, alpha=0.5, label="text")
-        ax.set_title(name, fontsize=9)
+        si, st = max(1, ni // max_points), max(1, len(txt) // max_points)
+        ax.scatter(px[:ni:si], py[:ni:si], s=5, alpha=0.5, color="tab:orange", label="image")
+        ax.scatter(px[ni::st], py[ni::st], s=5, alpha=0.5, color="tab:blue", label="text")
+        for v, c in ((px[:ni].mean(), "tab:orange"), (px[ni:].mean(), "tab:blue")):
+            ax.axvline(v, color=c, lw=1.2, ls="--")
+        extra = f" — probe acc {probe[name]:.3f}" if probe and name in probe else ""
+        ax.set_title(f"{name}{extra}", fontsize=9)
+        ax.set_xlabel("projection on the gap direction μ_img − μ_txt", fontsize=8)
+        ax.set_ylabel("top orthogonal principal component", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, markerscale=3)
-    fig.suptitle("embeddings, first two principal components", fontsize=10)
+        ax.legend(fontsize=7, markerscale=3, loc="upper right")
+    fig.suptitle("image vs. text embeddings along the gap (dashed: modality means)", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
@@ -321,6 +393,8 @@ def diagnose_markdown(res: dict[str, Any]) -> str:
         ["cosine(μ_img, μ_txt)"] + [v[n]["centroid"]["centroid_cosine"] for n in names],
         ["dims carrying 50 % of ‖gap‖²"] + [v[n]["centroid"]["dims_50"] for n in names],
         ["dims carrying 90 % of ‖gap‖²"] + [v[n]["centroid"]["dims_90"] for n in names],
+        ["… a random direction needs (50 % / 90 %)"] + [f"{v[n]['centroid']['dims_50_random']} / "
+                                                         f"{v[n]['centroid']['dims_90_random']}" for n in names],
         ["share of the top-5 dims"] + [v[n]["centroid"]["top5_share"] for n in names],
         ["linear probe accuracy (held out)"] + [v[n]["separability"]["probe_accuracy"] for n in names],
         ["matched cos (mean)"] + [v[n]["cosines"]["matched_mean"] for n in names],
@@ -338,7 +412,9 @@ def diagnose_markdown(res: dict[str, Any]) -> str:
              f"- data: `{res['data']}` split `{res['split']}`: {res['images']} images, {res['captions']} captions"
              f" (limit {res['limit']}, seed {res['seed']})",
              f"- fixes fitted on: {res['fit']['how']} ({res['fit']['images']} images, {res['fit']['captions']} captions)",
-             f"- embedding dims: {d} (a uniform gap would need {d // 2} / {int(0.9 * d)} dims for 50 % / 90 %)",
+             f"- embedding dims: {d}; a random isotropic direction in {d} dims has 50 % / 90 % of its energy in "
+             f"its top {v['raw']['centroid']['dims_50_random']} / {v['raw']['centroid']['dims_90_random']} "
+             "components — the baseline for \"the gap is carried by few dimensions\"",
              f"- logit entropy: {le['classes']}-way image → caption classification at logit scale {le['logit_scale']:.1f}",
              "", md_table(["measure"] + names, rows), "",
              "How each variant was produced: " + "; ".join(f"**{n}**: {v[n]['how']}" for n in names), "",
@@ -348,5 +424,5 @@ def diagnose_markdown(res: dict[str, Any]) -> str:
 
 
 __all__ = ["md_table", "fmt", "write_json", "plot_score_histograms", "plot_recall_curves", "plot_overlaid_hist",
-           "plot_panels", "plot_bars", "plot_lines", "plot_pca", "write_eval_outputs", "eval_markdown",
+           "plot_panels", "plot_bars", "plot_lines", "plot_pca", "write_eval_outputs", "eval_markdown", "tradeoff_markdown",
            "write_diagnose_outputs", "diagnose_markdown"]

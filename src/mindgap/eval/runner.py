@@ -12,6 +12,9 @@ correctors. For each corrector:
    within its own modality and its rank in the merged list (the paper's error analysis —
    ranks far beyond the search depth), and cross-check those ranks with step 2.
 
+Then, once per run, the exact ImageQ-vs-TextQ frontier of a uniform image-score shift
+(:mod:`.tradeoff`) from the raw cosines, with every corrector placed against it.
+
 Correctors that cannot be imported (not written yet) or fail to fit are skipped with a
 warning and recorded in the results. The outputs contain no timings, so the same inputs and
 seed give byte-identical ``results.json`` and ``report.md``.
@@ -36,7 +39,8 @@ from .metrics import DEFAULT_KS, first_rank, recall_curve, summarize
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GAPS = ["naive", "zscore", "center", "standardize", "distnorm", "linear", "modal-clf", "linear+zscore"]
+DEFAULT_GAPS = ["naive", "zscore", "zscore@pseudo", "center", "standardize", "distnorm", "linear", "modal-clf",
+                "linear+zscore"]
 SPLIT_NAMES = ("TextQ", "ImageQ", "overall")
 
 
@@ -45,7 +49,9 @@ class EvalConfig:
     """Options of one evaluation run.
 
     Attributes:
-        gaps: corrector specs to evaluate (``naive`` first is customary).
+        gaps: corrector specs to evaluate (``naive`` first is customary); ``SPEC@pseudo`` /
+            ``SPEC@gold`` fits that entry on pseudo / gold pairs whatever ``fit_pairs`` says,
+            so one report can compare both.
         ks: Recall@k cut-offs; the search depth is ``max(ks)``.
         seed: seeds the corpus sample the correctors are fitted with.
         corpus_sample: items per modality in that sample.
@@ -53,6 +59,7 @@ class EvalConfig:
         fit_pairs: ``"gold"`` (the fit split's labels) or ``"pseudo"`` (its queries' top-1 items).
         allow_training_overlap: fit even if fit images are in the encoder's training set.
         batch_size: queries per search batch.
+        frontier_k: cut-off of the ImageQ-vs-TextQ shift frontier (:mod:`.tradeoff`).
     """
 
     gaps: list[str] = field(default_factory=lambda: list(DEFAULT_GAPS))
@@ -63,6 +70,7 @@ class EvalConfig:
     fit_pairs: str = "gold"
     allow_training_overlap: bool = False
     batch_size: int = 256
+    frontier_k: int = 10
 
 
 @dataclass
@@ -86,15 +94,24 @@ def _embed_queries(retr: Any, bench: Benchmark, queries: Sequence[Query], progre
     mods = np.array([q.query_modality for q in queries])
     t = [i for i, q in enumerate(queries) if q.query_modality == "text"]
     im = [i for i, q in enumerate(queries) if q.query_modality == "image"]
+    from ..caption.cache import encode_images, encode_texts
+
+    # through the on-disk embedding cache: re-running an evaluation does not re-encode its queries
     if t:
-        vecs[t] = retr.encoder.encode_text([queries[i].query or "" for i in t], show_progress=progress)
+        vecs[t] = encode_texts(retr.encoder, [queries[i].query or "" for i in t], show_progress=progress)
     if im:
-        vecs[im] = retr.encoder.encode_image([bench.resolve(queries[i].query_image or "") for i in im], show_progress=progress)
+        vecs[im] = encode_images(retr.encoder, [bench.resolve(queries[i].query_image or "") for i in im],
+                                 show_progress=progress)
     return _Embedded(list(queries), vecs, mods)
 
 
-def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig) -> FitData:
-    """(query, gold) pairs of the fit split (one row per gold) + a seeded corpus sample."""
+def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig, pairs: str | None = None) -> FitData:
+    """(query, gold) pairs of the fit split (one row per gold) + a seeded corpus sample.
+
+    ``pairs`` (default ``cfg.fit_pairs``): ``"gold"`` uses the fit split's labels;
+    ``"pseudo"`` pairs each fit query with its top-1 stored item of each modality (no labels).
+    """
+    kind = pairs or cfg.fit_pairs
     corpus = retr.corpus_sample(cfg.corpus_sample, seed=cfg.seed)
     if not fit.queries:
         return FitData(corpus=corpus)
@@ -102,7 +119,7 @@ def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig)
     fit_items = {it.id: it for it in bench.corpus_items(fit_only=True)}
     sources |= {str(it.metadata.get("source_id")) for it in fit_items.values() if it.metadata.get("source_id")}
     retr.check_training_overlap(sources, allow=cfg.allow_training_overlap)
-    if cfg.fit_pairs == "pseudo":
+    if kind == "pseudo":
         data = FitData(corpus=corpus)
         for qm in ("text", "image"):
             sel = fit.mods == qm
@@ -111,8 +128,8 @@ def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig)
                 data = _concat_fit(data, p)
         data.corpus = corpus
         return data
-    if cfg.fit_pairs != "gold":
-        raise InputError(f"fit_pairs must be 'gold' or 'pseudo', got {cfg.fit_pairs!r}", item="fit_pairs")
+    if kind != "gold":
+        raise InputError(f"fit pairs must be 'gold' or 'pseudo', got {kind!r}", item="fit_pairs")
     gold_ids = sorted({g for q in fit.queries for g in q.gold_ids})
     vec: dict[str, np.ndarray] = {}
     need = [fit_items[g] for g in gold_ids if g in fit_items]
@@ -281,22 +298,33 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
         progress: show progress bars.
 
     Returns:
-        The results dictionary (also ``results.json``); per-query ranks are kept under the
-        private key ``_curves`` for plotting only.
+        The results dictionary (also ``results.json``): metrics per corrector and split,
+        gold-score statistics, the error analysis, the worst queries and the ImageQ-vs-TextQ
+        shift frontier (``tradeoff``; ``None`` without both query kinds).
     """
     from ..retriever import Retriever
+    from .tradeoff import shift_frontier, summarize_frontier
 
     cfg = cfg or EvalConfig()
     if isinstance(bench, (str, Path)):
         bench = load_benchmark(bench)
     if not cfg.gaps:
         raise InputError("no gap correctors to evaluate", item="gaps")
+    entries, seen_entries = [], set()
+    for g in cfg.gaps:  # "zscore@pseudo" under --fit-pairs pseudo is just "zscore": evaluate it once
+        e = _parse_entry(g, cfg.fit_pairs)
+        if (e[1], e[2]) not in seen_entries:
+            seen_entries.add((e[1], e[2]))
+            entries.append(e)
     retr = Retriever(store, encoder=encoder)
     items = bench.corpus_items()
     rep = retr.index(items, progress=progress, total=len(items), source=f"benchmark:{bench.name}")
     test = _embed_queries(retr, bench, bench.split("test"), progress)
     fit = _embed_queries(retr, bench, bench.split("fit"), progress) if bench.split("fit") else _Embedded([], np.zeros((0, 1)), np.array([]))
-    data = build_fit_data(retr, bench, fit, cfg)
+    fit_data: dict[str, FitData] = {}
+    for _, _, kind in entries:
+        if kind not in fit_data:
+            fit_data[kind] = build_fit_data(retr, bench, fit, cfg, pairs=kind)
     trained = set((retr.manifest.encoder_training or {}).get("image_ids") or [])
     seen = sorted(trained & {s for q in test.queries for s in q.source_ids})
     if seen:
@@ -315,36 +343,38 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
         "encoder": retr.encoder_spec,
         "config": {"gaps": list(cfg.gaps), "ks": list(cfg.ks), "seed": cfg.seed, "corpus_sample": cfg.corpus_sample,
                    "fit_pairs": cfg.fit_pairs, "search_depth": depth, "recall": "hit rate (any gold in top k)",
-                   "mrr": f"MRR@{depth}"},
+                   "mrr": f"MRR@{depth}", "frontier_k": cfg.frontier_k},
         "queries": {name: sum(1 for q in test.queries if name == "overall" or q.kind == name) for name in SPLIT_NAMES},
-        "fit": {"pairs": 0 if data.queries is None else int(len(data.queries)), "kind": data.pairs,
-                "by_gold_modality": {} if data.gold_modality is None else
-                {m: int((np.asarray(data.gold_modality) == m).sum()) for m in ("text", "image")}},
+        "fit": {kind: {"pairs": 0 if d.queries is None else int(len(d.queries)),
+                       "by_gold_modality": {} if d.gold_modality is None else
+                       {m: int((np.asarray(d.gold_modality) == m).sum()) for m in ("text", "image")}}
+                for kind, d in fit_data.items()},
         "gaps": {}, "skipped": {},
     }
+    results["benchmark"]["digest"] = bench_digest(bench)
     curves: dict[str, dict[str, np.ndarray]] = {}
     hists: dict[str, dict[str, np.ndarray]] = {}
     naive_deep = None
-    for spec in _bar(cfg.gaps, progress, desc="correctors", unit="gap"):
+    for label, spec, kind in _bar(entries, progress, desc="correctors", unit="gap"):
         try:
-            corr = retr.fit_gap(spec, data=data, save=False, name=f"eval:{spec}")
+            corr = retr.fit_gap(spec, data=_fresh(fit_data[kind]), save=False, name=f"eval:{label}")
         except (ImportError, ModuleNotFoundError) as exc:
-            _skip(results, spec, f"not available ({exc})")
+            _skip(results, label, f"not available ({exc})")
             continue
         except SpecError as exc:
-            _skip(results, spec, f"unknown corrector ({exc})")
+            _skip(results, label, f"unknown corrector ({exc})")
             continue
         except MindgapError as exc:
-            _skip(results, spec, f"fit failed: {exc}")
+            _skip(results, label, f"fit failed: {exc}")
             continue
-        ranks: list[list[int | None]] = []
+        ranks: list[tuple[int, list[int | None]]] = []
         top_image_share = []
         for s in range(0, len(test.queries), cfg.batch_size):
             for qm in ("text", "image"):
                 rows = [i for i in range(s, min(s + cfg.batch_size, len(test.queries))) if test.mods[i] == qm]
                 if not rows:
                     continue
-                hits = retr.search_vectors(test.vecs[rows], qm, k=depth, gap=f"eval:{spec}", fetch=False)
+                hits = retr.search_vectors(test.vecs[rows], qm, k=depth, gap=f"eval:{label}", fetch=False)
                 for i, hs in zip(rows, hits):
                     pos = {h.id: h.rank for h in hs}
                     ranks.append((i, [pos.get(g) for g in test.queries[i].gold_ids]))
@@ -357,36 +387,76 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
                 if d["merged_rank"] is not None and d["merged_rank"] <= depth:
                     checked += 1
                     mismatch += int(rs != d["merged_rank"])
-        if spec == "naive":
+        if label == "naive":
             naive_deep = deep
-        res = {"status": "ok", "metrics": _metrics(test, ranks_sorted, cfg.ks),
+        res = {"status": "ok", "spec": spec, "fit_pairs": kind if corr.needs_pairs or "+" in spec else None,
+               "metrics": _metrics(test, ranks_sorted, cfg.ks),
                "image_share_top10": round(float(np.mean(top_image_share)), 4) if top_image_share else None,
                "gold_scores": _score_stats(test, deep), "rank_analysis": _rank_analysis(test, deep),
                "rank_check": {"checked": checked, "mismatch": mismatch},
-               "worst": _worst(test, deep, naive_deep if spec != "naive" else None, cfg.worst)}
+               "worst": _worst(test, deep, naive_deep if label != "naive" else None, cfg.worst)}
         if hasattr(corr, "summary"):
             try:
                 res["fitted"] = _round(corr.summary())
             except Exception:  # noqa: BLE001 - a summary is optional decoration
                 pass
         if checked and mismatch > max(1, 0.01 * checked):
-            log.warning("%s: %d of %d search ranks differ from the full-scan ranks", spec, mismatch, checked)
-        results["gaps"][spec] = res
-        curves[spec] = {name: recall_curve([r for q, r in zip(test.queries, ranks_sorted)
-                                            if name == "overall" or q.kind == name], depth) for name in SPLIT_NAMES}
-        hists[spec] = {m: np.array([d["score"] for q, ds in zip(test.queries, deep) if q.gold_modality == m
-                                    for d in ds if d["score"] is not None]) for m in ("text", "image")}
+            log.warning("%s: %d of %d search ranks differ from the full-scan ranks", label, mismatch, checked)
+        results["gaps"][label] = res
+        curves[label] = {name: recall_curve([r for q, r in zip(test.queries, ranks_sorted)
+                                             if name == "overall" or q.kind == name], depth) for name in SPLIT_NAMES}
+        hists[label] = {m: np.array([d["score"] for q, ds in zip(test.queries, deep) if q.gold_modality == m
+                                     for d in ds if d["score"] is not None]) for m in ("text", "image")}
         if "raw" not in hists:
             hists["raw"] = {m: np.array([d["cosine"] for q, ds in zip(test.queries, deep) if q.gold_modality == m
                                          for d in ds if d["cosine"] is not None]) for m in ("text", "image")}
     if not results["gaps"]:
         raise InputError("no gap corrector could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in results["skipped"].items()),
                          item="gaps")
+    fk = cfg.frontier_k
+    frontier = shift_frontier(ivec.mat, ivec.pos, test.vecs, [q.gold_ids for q in test.queries],
+                              [q.gold_modality for q in test.queries], k=fk)
+    results["tradeoff"] = None
+    if frontier is not None:
+        points = {lab: {s: g["metrics"][s].get(f"R@{fk}") for s in SPLIT_NAMES} for lab, g in results["gaps"].items()}
+        if all(p["ImageQ"] is not None and p["TextQ"] is not None for p in points.values()):
+            results["tradeoff"] = summarize_frontier(frontier, points)
     if out_dir is not None:
         from .reports import write_eval_outputs
 
-        results["files"] = write_eval_outputs(results, curves, hists, Path(out_dir))
+        results["files"] = write_eval_outputs(results, curves, hists, Path(out_dir), frontier=frontier)
     return results
+
+
+def _parse_entry(entry: str, default_pairs: str) -> tuple[str, str, str]:
+    """``"zscore@pseudo"`` → ``("zscore@pseudo", "zscore", "pseudo")``; label, spec, fit pairs."""
+    entry = entry.strip()
+    spec, at, kind = entry.partition("@")
+    kind = kind.strip() if at else default_pairs
+    if kind not in ("gold", "pseudo"):
+        raise InputError(f"{entry!r}: fit pairs must be 'gold' or 'pseudo', got {kind!r}",
+                         item="gaps" if at else "fit_pairs")
+    if not spec.strip():
+        raise InputError(f"{entry!r}: empty corrector spec", item="gaps")
+    return entry, spec.strip(), kind
+
+
+def _fresh(d: FitData) -> FitData:
+    """A shallow copy, so a corrector that adds to its fitting data leaves the shared one alone."""
+    return FitData(**vars(d))
+
+
+def bench_digest(bench: Benchmark) -> str:
+    """A short sha256 of the benchmark's queries and corpus (identifies the exact data evaluated)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for q in bench.queries:
+        h.update(json.dumps(q.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+    for r in bench.corpus:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
 
 
 def _skip(results: dict[str, Any], spec: str, why: str) -> None:
@@ -410,4 +480,4 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["EvalConfig", "DEFAULT_GAPS", "run_eval", "build_fit_data", "deep_ranks"]
+__all__ = ["EvalConfig", "DEFAULT_GAPS", "run_eval", "build_fit_data", "deep_ranks", "bench_digest"]
