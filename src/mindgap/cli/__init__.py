@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # docstrings are wrapped at ~100 columns: reflow paragraphs instead of keeping their line breaks
+    rich_markup_mode="markdown",
 )
 
 #: Command modules, in help order. Each defines ``register(app)``.
