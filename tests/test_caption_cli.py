@@ -84,7 +84,9 @@ def test_eval_and_report(model_dir, flickr_dir, tmp_path, capsys):
     rep = tmp_path / "rep"
     assert main(["caption", "report", f"small={out / 'results.json'}", "--out", str(rep)]) == 0
     md = (rep / "report.md").read_text()
-    assert "| small |" in md and "mapped nearest caption" in md
+    assert "| small | 12 | mapped |" in md  # gap table: model | images | space
+    assert "| small | all 12 | raw-cosine nearest caption |" in md  # caption table: model | images | method
+    assert "| small | first 4 | mapped top-k + generator" in md
     capsys.readouterr()
 
 

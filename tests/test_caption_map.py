@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mindgap.caption.evaluate import gap_retrieval
-from mindgap.caption.map import CaptionModel, fit_caption_model, select_ridge
+from mindgap.caption.map import CaptionModel, fit_caption_model, fit_linear_map, select_ridge
 from mindgap.caption.store import CaptionEntry, CaptionStore
 from mindgap.errors import InputError, StoreError
 
@@ -51,6 +51,47 @@ def fit_synthetic(n_images: int = 300, seed: int = 0, **kw) -> CaptionModel:
     return fit_caption_model(recs, NamedEncoder(img.shape[1]), image_vectors=img, caption_vectors=cap, **kw)
 
 
+@pytest.mark.parametrize("center", [True, False])
+def test_ols_and_procrustes_recover_a_known_map(center):
+    """y = x·W with W orthogonal (so L2-normalising y changes nothing and centring commutes):
+    both closed forms must return W itself, through the caption model's own fitting path."""
+    rng = np.random.default_rng(7)
+    d = 24
+    w_true, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    x = l2(rng.normal(size=(300, d)) + 2.0 * l2(rng.normal(size=(1, d))))  # off-centre, like embeddings
+    y = x @ w_true
+    for kind in ("ols", "procrustes"):
+        lm = fit_linear_map(x, y, kind=kind, center=center)
+        assert np.abs(lm.W_ - w_true).max() < 1e-4, kind
+    # through fit_caption_model (5 noisy captions per image): OLS close to W, Procrustes orthogonal
+    owner = np.repeat(np.arange(300), 5)
+    caps = l2(x[owner] @ w_true + 0.02 * rng.normal(size=(1500, d)))
+    recs = [Rec(f"i{i}", [f"c{j}" for j in range(5)]) for i in range(300)]
+    ols = fit_caption_model(recs, NamedEncoder(d), image_vectors=x, caption_vectors=caps, center=center)
+    assert np.abs(ols.lmap.W_ - w_true).max() < 0.1
+    pro = fit_caption_model(recs, NamedEncoder(d), image_vectors=x, caption_vectors=caps, kind="procrustes",
+                            center=center)
+    w = pro.lmap.W_.astype(np.float64)
+    assert np.allclose(w @ w.T, np.eye(d), atol=1e-5) and np.allclose(w.T @ w, np.eye(d), atol=1e-5)
+    assert np.abs(w - w_true).max() < 0.1
+
+
+def test_procrustes_is_orthogonal_where_ols_is_not():
+    """On a non-orthogonal relation OLS fits a general matrix; Procrustes still returns a rotation."""
+    rng = np.random.default_rng(3)
+    d = 16
+    x = l2(rng.normal(size=(200, d)))
+    y = l2(x @ rng.normal(size=(d, d)) + 0.1 * rng.normal(size=(200, d)))
+    w_ols = fit_linear_map(x, y, kind="ols").W_.astype(np.float64)
+    w_pro = fit_linear_map(x, y, kind="procrustes").W_.astype(np.float64)
+    assert np.allclose(w_pro @ w_pro.T, np.eye(d), atol=1e-5)
+    assert np.abs(np.linalg.det(w_pro)) == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(w_ols @ w_ols.T, np.eye(d), atol=0.1)
+    # OLS is the least-squares optimum: Procrustes cannot fit the centred pairs better
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    assert np.linalg.norm(xc @ w_ols - yc) <= np.linalg.norm(xc @ w_pro - yc) + 1e-6
+
+
 @pytest.mark.parametrize("kind", ["ols", "procrustes"])
 def test_known_linear_map_is_recovered_and_crosses_the_gap(kind):
     model = fit_synthetic(kind=kind)
@@ -62,15 +103,15 @@ def test_known_linear_map_is_recovered_and_crosses_the_gap(kind):
 
 
 def test_fit_records_pairs_and_settings():
-    model = fit_synthetic(ridge="auto")
-    assert model.meta["n_pairs"] == 1500 and len(model.store) == 1500 and len(model.image_ids) == 300
+    model = fit_synthetic(120, ridge="auto")
+    assert model.meta["n_pairs"] == 600 and len(model.store) == 600 and len(model.image_ids) == 120
     assert model.meta["ridge"] in {float(k) for k in model.meta["ridge_cv"]["scores"]}
     x, y = model.pairs()
-    assert x.shape == y.shape == (1500, 32)
+    assert x.shape == y.shape == (600, 32)
     with pytest.raises(InputError):
-        fit_synthetic(ridge="lots")
+        fit_synthetic(20, ridge="lots")
     with pytest.raises(InputError):
-        fit_synthetic(kind="mlp")
+        fit_synthetic(20, kind="mlp")
 
 
 def test_select_ridge_prefers_regularisation_when_overfitting():
@@ -119,10 +160,12 @@ def test_map_fitted_on_flickr_val_beats_raw_cosine_on_test(offline_encoder, flic
     """The real claim, on real data: fit on all of val (ridge by CV), nDCG@10 on all 1000 test images."""
     from mindgap.datasets import load_caption_set
 
+    from mindgap.caption.cache import encode_images, encode_texts
+
     val = load_caption_set(flickr_dir, split="val")
     model = fit_caption_model(val, offline_encoder, ridge="auto")
-    iv = offline_encoder.encode_image([r.path for r in flickr_test])
-    cv = offline_encoder.encode_text([c for r in flickr_test for c in r.captions])
+    iv = encode_images(offline_encoder, [r.path for r in flickr_test])
+    cv = encode_texts(offline_encoder, [c for r in flickr_test for c in r.captions])
     g = gap_retrieval(model, iv, cv, np.repeat(np.arange(len(flickr_test)), 5))
     assert g["mapped"]["ndcg@10"] > g["raw"]["ndcg@10"]
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mindgap.cli import main
+from mindgap.errors import InputError
 from mindgap.rag import load_template
 from mindgap.rag.evaluate import mmqa_questions
 from mindgap.types import Modality
@@ -33,7 +34,7 @@ def mmqa_store(tmp_path_factory, offline_encoder) -> str:
     assert rep.added["text"] > 10 and rep.added["image"] > 5
     # label-free zscore (pseudo pairs from the slice's questions), under its own name so that
     # plain `--gap zscore` stays unfitted for the error test
-    retr.fit_gap("zscore", pseudo_queries=[q["question"] for q in mmqa_questions()], name="zscore-pseudo")
+    retr.fit_gap("zscore", pseudo_queries=[q["question"] for q in mmqa_questions()[:40]], name="zscore-pseudo")
     return uri
 
 
@@ -63,6 +64,14 @@ def test_ask_explain_shows_images_as_words(mmqa_store, capsys):
     assert "(image, score" in out and "— as words: its stored caption" in out
     assert "[an image, not shown; described by its stored caption:]" in out
     assert "given to the text-only generator as words" in out
+
+
+def test_ask_image_map_option(mmqa_store, capsys):
+    code, out, _ = _run(capsys, "ask", mmqa_store, QUESTION, "-g", "extractive", "-k", "3", "--image-map", "nope",
+                        "--json")
+    assert code == 0
+    notes = json.loads(out)["notes"]
+    assert any("image map 'nope' is not a fitted corrector of this store" in n for n in notes)
 
 
 def test_ask_drops_sources_to_fit_a_small_window(mmqa_store, capsys):
@@ -98,12 +107,16 @@ def test_ask_with_the_local_model(mmqa_store, capsys):
 def test_eval_rag_small_and_judgements(mmqa_store, tmp_path, capsys):
     from mindgap.rag.evaluate import correlate_judgements, run_eval_rag
 
+    with pytest.raises(InputError, match="unknown gold kind"):
+        run_eval_rag(mmqa_store, gold_kinds=["TableQ"], index=False, progress=False)
     res = run_eval_rag(mmqa_store, settings=["w/o-rag", "naive", "zscore", "extractive:naive"], generator="extractive",
-                       limit=4, fit_pairs="pseudo", index=False, out_dir=tmp_path, progress=False, k=5)
+                       limit=4, fit_pairs="pseudo", index=False, out_dir=tmp_path, progress=False, k=5,
+                       gold_kinds=["TextQ", "ImageQ", "mixed"])
     assert set(res["settings"]) == {"w/o-rag", "naive", "zscore", "extractive:naive"}
-    assert res["questions"]["evaluated"] == 4
+    assert res["questions"]["evaluated"] == 4 and res["config"]["gold_kinds"] == ["ImageQ", "TextQ", "mixed"]
     nv = res["settings"]["naive"]
-    assert nv["n"] == 4 and 0.0 <= nv["rouge1"] <= 1.0 and set(nv["by_gold_kind"]) <= {"TextQ", "ImageQ", "table-only", "mixed"}
+    assert nv["n"] == 4 and 0.0 <= nv["rouge1"] <= 1.0 and set(nv["by_gold_kind"]) <= {"TextQ", "ImageQ", "mixed"}
+    assert nv["gold_in_prompt"] is not None  # every evaluated question has a gold in the store
     assert res["settings"]["w/o-rag"]["gold_in_prompt"] is None
     for f in ("results.json", "report.md", "answers.jsonl", "human_sheet.csv"):
         assert (tmp_path / f).is_file()
@@ -120,6 +133,15 @@ def test_eval_rag_small_and_judgements(mmqa_store, tmp_path, capsys):
     corr = correlate_judgements(filled, tmp_path)
     assert corr["judged"] == 16 and set(corr["by_setting"]) == set(res["settings"])
     assert (tmp_path / "judgements.json").is_file()
+    # the summary can be rebuilt from answers.jsonl alone (no generation), identically
+    from mindgap.rag.evaluate import resummarize
+
+    again = resummarize(tmp_path)
+    for name, s in res["settings"].items():
+        assert again["settings"][name]["rouge1"] == s["rouge1"]
+        assert again["settings"][name]["contains_gold"] == s["contains_gold"]
+        assert again["settings"][name]["by_gold_kind"] == s["by_gold_kind"]
+    assert "answer contains gold" in (tmp_path / "report.md").read_text()
     code, out, _ = _run(capsys, "eval-rag", "--judgements", str(filled), "--json")
     assert code == 0 and json.loads(out)["judged"] == 16
     rows[0]["judgement"] = "0.7"
@@ -138,6 +160,11 @@ def test_rouge1_matches_the_reference_definition():
     assert rouge1("mask (1985 film)", "Mask")["recall"] == 1.0
     assert rouge1("", "Mask")["f1"] == 0.0 and rouge1("the the the", "the")["precision"] == pytest.approx(1 / 3)
     assert rouge1("Dženis", "Dženis")["f1"] == 1.0
+    from mindgap.rag.evaluate import answer_contains_gold
+
+    assert answer_contains_gold("The film was Mask (1985).", ["Mask"])
+    assert answer_contains_gold("Three-year-old Thoroughbreds, mostly", ["cows", "three-year-old thoroughbreds"])
+    assert not answer_contains_gold("Masked singer", ["Mask"]) and not answer_contains_gold("anything", [""])
     assert spearman([1, 2, 3, 4], [10, 20, 20, 40]) == pytest.approx(0.9486832980505138)
     assert pearson([0, 0.5, 1], [0.1, 0.4, 0.9]) > 0.98 and pearson([1, 1], [0, 1]) is None
     try:
@@ -172,7 +199,7 @@ def test_uncaptioned_images_get_words_from_nearest_texts(mmqa_store):
     assert "described by the texts nearest to it" in s.prompt_text("q", load_template("paper"))
     assert NO_DESCRIPTION not in s.prompt_text("q", load_template("paper"))
     try:  # the real linear map, when that corrector exists and fits here
-        retr.fit_gap("linear", pseudo_queries=[q["question"] for q in mmqa_questions()], name="linear")
+        retr.fit_gap("linear", pseudo_queries=[q["question"] for q in mmqa_questions()[:40]], name="linear")
     except (MindgapError, ImportError) as exc:
         pytest.skip(f"linear corrector not available here: {exc}")
     lin = ImageDescriber(retr)

@@ -230,11 +230,11 @@ def combine_reports(named: Sequence[tuple[str, Any]], *, extra: Sequence[tuple[s
     lines += ["", "## Captions (BLEU-4, ROUGE-L, CIDEr-D, SPICE ×100; CLIP-S = 2.5·max(cos, 0) with our encoder)", "",
               "; ".join(spice_msgs) + ".", ""] + head
     for label, r in runs.items():
-        lines += [f"| {label} " + row[1:] for row in caption_table(r["captioning_all"], f"all {r['n_images']}")]
+        lines += [f"| {label} |" + row[1:] for row in caption_table(r["captioning_all"], f"all {r['n_images']}")]
     for label, r in runs.items():
         sub = r.get("captioning_subset") or {}
         if sub.get("n"):
-            lines += [f"| {label} " + row[1:] for row in caption_table(sub["rows"], f"first {sub['n']}")]
+            lines += [f"| {label} |" + row[1:] for row in caption_table(sub["rows"], f"first {sub['n']}")]
     lines += ["", "## Seconds per image (CPU)", "", "| model | encode image | map | search | generate |",
               "|---|---|---|---|---|"]
     for label, r in runs.items():

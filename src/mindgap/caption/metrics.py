@@ -259,11 +259,14 @@ def spice_available() -> tuple[bool, str]:
     try:
         import pycocoevalcap.spice.spice as sp
     except ImportError:
-        return False, "SPICE skipped: pycocoevalcap is not installed (pip install pycocoevalcap)"
+        return False, ("SPICE skipped: Java is present but pycocoevalcap (the SPICE 1.0 jar) is not installed "
+                       "(pip install pycocoevalcap; SPICE then also needs the Stanford CoreNLP 3.6.0 jars)")
     lib = Path(sp.__file__).parent / "lib"
-    if not (lib / "stanford-corenlp-3.6.0.jar").exists() or not (lib / "stanford-corenlp-3.6.0-models.jar").exists():
-        return False, ("SPICE skipped: the Stanford CoreNLP 3.6.0 jars are missing from "
-                       f"{lib} (pycocoevalcap downloads them on first use; no network here)")
+    missing = [j for j in ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar") if not (lib / j).exists()]
+    if missing:
+        return False, (f"SPICE skipped: Java and pycocoevalcap are present but {' and '.join(missing)} are missing "
+                       f"from {lib}; pycocoevalcap downloads them on first use, which is impossible offline "
+                       "(copy them there to enable SPICE)")
     return True, "SPICE available"
 
 

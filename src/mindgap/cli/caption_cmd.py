@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from .common import console, err_console, print_json, table
 
-GEN_HELP = "Generator spec: local:smollm2 (offline default), extractive, openai:<model>[@url], or none (retrieval only)."
+GEN_HELP = "Generator spec: local:smollm2 (offline default), extractive, openai:MODEL or openai:MODEL@BASE_URL, or none (retrieval only)."
 DEFAULT_DATA = "flickr8k_224"
 
 

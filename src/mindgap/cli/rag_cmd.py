@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from .common import console, err_console, print_json, table
 
-GEN_HELP = "Generator: local:smollm2 (offline default), openai:<model>[@base_url], extractive."
+GEN_HELP = "Generator: local:smollm2 (offline default), openai:MODEL or openai:MODEL@BASE_URL, extractive."
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         no_rag: bool = typer.Option(False, "--no-rag", help="Question only (the w/o-RAG baseline)."),
         max_tokens: int = typer.Option(64, "--max-tokens", help="Answer length cap (tokens)."),
         context_window: int = typer.Option(None, "--context-window", help="Cap the generator's context window."),
+        image_map: str = typer.Option("auto", "--image-map",
+                                      help="Words for uncaptioned images (text-only generators): auto (a fitted "
+                                           "linear corrector, mRAG-gim style), none, or a fitted corrector name."),
         explain: bool = typer.Option(False, "--explain",
                                      help="Show retrieval, how each source reached the model, the prompt."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -49,7 +52,8 @@ def register(app: typer.Typer) -> None:
             if retr.store.count() == 0:
                 raise StoreError("the store is empty (nothing indexed there yet?): `mindgap index` it first",
                                  item=store)
-        rag = RagPipeline(retr, gen, template=template, k=k, gap=gap, max_tokens=max_tokens)
+        rag = RagPipeline(retr, gen, template=template, k=k, gap=gap, max_tokens=max_tokens,
+                          image_map=None if image_map.strip().lower() in {"none", "off", ""} else image_map)
         ans = rag.ask(question, no_rag=no_rag)
         if json_out:
             print_json(ans.to_dict(with_prompt=explain))
@@ -71,12 +75,16 @@ def register(app: typer.Typer) -> None:
     @app.command("eval-rag")
     def eval_rag_cmd(
         store: str = typer.Option(None, "--store", help="Store URI; the MMQA slice is indexed into it if missing."),
-        gaps: str = typer.Option("w/o-rag,naive,zscore,modal-clf,extractive:naive,extractive:zscore", "--gaps",
+        gaps: str = typer.Option("w/o-rag,naive,zscore,modal-clf,extractive:naive,extractive:zscore,extractive:modal-clf",
+                                 "--gaps",
                                  help="Settings: w/o-rag, gap specs, extractive:<gap>."),
         generator: str = typer.Option("local:smollm2", "--generator", "-g", help=GEN_HELP),
         template: str = typer.Option("paper", "--template", help="paper, short or a template file."),
         k: int = typer.Option(10, "-k", "--k"),
         limit: int = typer.Option(None, "--limit", help="Evaluate only the first N questions."),
+        gold_kinds: str = typer.Option(None, "--gold-kinds",
+                                       help="Only these question kinds, e.g. TextQ,ImageQ,mixed (those whose gold "
+                                            "is in the store); default all, table-only included."),
         max_tokens: int = typer.Option(32, "--max-tokens"),
         fit_pairs: str = typer.Option("gold", "--fit-pairs",
                                       help="gold: fit on a held-out half (left out of the eval); pseudo: label-free."),
@@ -104,7 +112,8 @@ def register(app: typer.Typer) -> None:
             raise InputError("give --store (or --judgements FILE)", item="--store")
         res = run_eval_rag(store, data=data, settings=[s for s in gaps.split(",") if s.strip()], generator=generator,
                            template=template, k=k, limit=limit, max_tokens=max_tokens, fit_pairs=fit_pairs,
-                           seed=seed, out_dir=out, progress=not json_out)
+                           seed=seed, out_dir=out, progress=not json_out,
+                           gold_kinds=[g.strip() for g in gold_kinds.split(",") if g.strip()] if gold_kinds else None)
         if json_out:
             print_json(res)
             return

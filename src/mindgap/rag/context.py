@@ -150,8 +150,8 @@ class ImageDescriber:
         self.retriever = retriever
         self.k = int(k)
         self.max_chars = int(max_chars)
-        self.map_gap = self._find_map(map_gap)
         self.notes: list[str] = []
+        self.map_gap = self._find_map(map_gap)
         self._cache: dict[str, tuple[str | None, str]] = {}
 
     def _find_map(self, map_gap: str | None) -> str | None:
@@ -162,7 +162,11 @@ class ImageDescriber:
         except Exception:  # noqa: BLE001 - no manifest, no map
             return None
         if map_gap != "auto":  # an explicit choice: a fitted corrector, or plain cosine ("naive")
-            return map_gap if map_gap in fitted or map_gap == "naive" else None
+            if map_gap in fitted or map_gap == "naive":
+                return map_gap
+            self.notes.append(f"image map {map_gap!r} is not a fitted corrector of this store (fitted: "
+                              f"{', '.join(sorted(fitted)) or 'none'}); uncaptioned images get no description")
+            return None
         names = sorted(n for n, e in fitted.items() if str(e.get("name", n)) == "linear" or n.split(":")[0] == "linear")
         return names[0] if names else None
 

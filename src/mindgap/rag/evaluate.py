@@ -16,7 +16,11 @@ image) and all 100 questions are evaluated.
 ROUGE-1: our own implementation, token-for-token the ``rouge-score`` package's default
 (lower-case, every run of characters outside ``[a-z0-9]`` is a separator, no stemming),
 F1 of clipped unigram overlap. A question with several gold answers (list questions) is
-scored against all of them joined into one reference.
+scored against all of them joined into one reference. Beside it, ``contains_gold`` (a gold
+answer occurs in the answer as a token sequence) and ``gold_in_prompt`` (a gold text/image is
+among the sources placed in the prompt — whether retrieval did its part), overall and per
+gold kind. ``gold_kinds`` restricts the evaluation (e.g. to the questions whose gold is in the
+store: tables are not indexed).
 
 Outputs (``out_dir``): ``results.json``, ``report.md``, ``answers.jsonl`` and
 ``human_sheet.csv`` — rows in a seeded random order with an empty ``judgement`` column for
@@ -42,7 +46,8 @@ from ..errors import InputError, MindgapError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SETTINGS = ["w/o-rag", "naive", "zscore", "modal-clf", "extractive:naive", "extractive:zscore"]
+DEFAULT_SETTINGS = ["w/o-rag", "naive", "zscore", "modal-clf", "extractive:naive", "extractive:zscore",
+                    "extractive:modal-clf"]
 NO_RAG = {"w/o-rag", "wo-rag", "no-rag", "norag"}
 SHEET_FIELDS = ["row", "question", "gold", "answer", "judgement", "comment", "qid", "setting"]
 _TOK = re.compile(r"[a-z0-9]+")
@@ -62,6 +67,21 @@ def rouge1(prediction: str, reference: str) -> dict[str, float]:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     prec, rec = overlap / sum(p.values()), overlap / sum(r.values())
     return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec)}
+
+
+def answer_contains_gold(answer: str, golds: Sequence[str]) -> bool:
+    """Whether one gold answer occurs in the answer as a whole-token sequence (rouge tokens).
+
+    A lenient companion to ROUGE-1 F1, which punishes a correct answer wrapped in a
+    sentence: "The film was Mask (1985)." contains the gold "Mask".
+    """
+    a = " " + " ".join(rouge_tokens(answer)) + " "
+    return any((t := " ".join(rouge_tokens(g))) and f" {t} " in a for g in golds)
+
+
+def gold_answers(q: dict[str, Any]) -> list[str]:
+    """The gold answers of an MMQA question, one string each."""
+    return [str(a.get("answer", "")).strip() for a in q.get("answers", []) if str(a.get("answer", "")).strip()]
 
 
 def gold_answer(q: dict[str, Any]) -> str:
@@ -167,7 +187,8 @@ def gold_fit_data(retr: Any, fit_queries: Sequence[Any], *, seed: int = 0) -> An
 def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[str] = DEFAULT_SETTINGS,
                  generator: Any = "local:smollm2", template: Any = "paper", k: int = 10, limit: int | None = None,
                  max_tokens: int = 32, fit_pairs: str = "gold", encoder: str | None = None, seed: int = 0,
-                 out_dir: str | Path | None = None, progress: bool = True, index: bool = True) -> dict[str, Any]:
+                 out_dir: str | Path | None = None, progress: bool = True, index: bool = True,
+                 gold_kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Generate answers per setting on the MMQA slice and score them (see the module docstring).
 
     Args:
@@ -180,6 +201,9 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
         limit: evaluate only the first ``limit`` eligible questions.
         fit_pairs: ``gold`` (held-out fit half, left out of the evaluation) or ``pseudo``.
         out_dir: write results.json, report.md, answers.jsonl, human_sheet.csv there.
+        gold_kinds: evaluate only these question kinds (``TextQ``, ``ImageQ``, ``mixed``,
+            ``table-only``; default all). ``TextQ,ImageQ,mixed`` keeps the questions whose
+            gold knowledge is in the store (tables are not indexed).
     """
     from ..eval.benchmarks import build_mmqa_benchmark, mmqa_gold
     from ..retriever import Retriever
@@ -188,6 +212,10 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
 
     if fit_pairs not in {"gold", "pseudo"}:
         raise InputError("fit_pairs must be 'gold' or 'pseudo'", item="fit_pairs")
+    kinds = {"TextQ", "ImageQ", "mixed", "table-only"}
+    if gold_kinds is not None and not set(gold_kinds) <= kinds:
+        raise InputError(f"unknown gold kind(s) {sorted(set(gold_kinds) - kinds)}; expected {sorted(kinds)}",
+                         item="gold_kinds")
     sets = [Setting.parse(s) for s in settings]
     if not sets:
         raise InputError("no settings to evaluate", item="gaps")
@@ -198,7 +226,8 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
         retr.index(items, progress=progress, total=len(items), source="mmqa:subset_dev100")
     allq = mmqa_questions(data)
     fit_ids = {q.qid for q in bench.split("fit")} if fit_pairs == "gold" else set()
-    evalq = [q for q in allq if q["qid"] not in fit_ids][: limit or None]
+    evalq = [q for q in allq if q["qid"] not in fit_ids
+             and (gold_kinds is None or question_groups(q)["gold_kind"] in set(gold_kinds))][: limit or None]
     if not evalq:
         raise InputError("no questions left to evaluate", item="limit")
     if fit_pairs == "gold":
@@ -242,7 +271,8 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
             in_prompt = {src.id for src in ans.sources}
             g = ans.generation
             rows.append({"qid": q["qid"], "setting": s.name, "question": q["question"], "gold": gold,
-                         "answer": ans.answer, "rouge1": rouge1(ans.answer, gold)["f1"], **groups[q["qid"]],
+                         "answer": ans.answer, "rouge1": rouge1(ans.answer, gold)["f1"],
+                         "contains_gold": answer_contains_gold(ans.answer, gold_answers(q)), **groups[q["qid"]],
                          "gold_in_prompt": bool(in_prompt & set(tg + ig)) if (tg or ig) else None,
                          "images_in_prompt": sum(1 for src in ans.sources if src.modality == "image"),
                          "dropped": len(ans.dropped), "prompt_tokens": ans.prompt_tokens, "tokens": g.tokens,
@@ -252,6 +282,7 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
         "config": {"store": retr.store.uri, "encoder": retr.encoder_spec, "generator": getattr(lm, "name", str(lm)),
                    "template": pipes[False].template.name, "k": k, "max_tokens": max_tokens, "temperature": 0.0,
                    "fit_pairs": fit_pairs, "seed": seed, "limit": limit,
+                   "gold_kinds": sorted(gold_kinds) if gold_kinds is not None else "all",
                    "rouge": "ROUGE-1 F1, own implementation = rouge-score default tokenizer, no stemming"},
         "questions": {"evaluated": len(evalq), "fit_split_left_out": len(fit_ids),
                       "fit_pairs_used": 0 if fdata.queries is None else int(len(fdata.queries)),
@@ -272,11 +303,12 @@ def summarize(rows: list[dict[str, Any]], sets: Sequence[Setting], skipped: dict
             out["skipped"][s.name] = skipped.get(s.gap or "", "not run")
             continue
         res: dict[str, Any] = {"n": len(rs), "rouge1": round(float(np.mean([r["rouge1"] for r in rs])), 4)}
+        res["contains_gold"] = round(float(np.mean([bool(r.get("contains_gold")) for r in rs])), 4)
         for key in ("gold_kind", "modalities", "type"):
             by = defaultdict(list)
             for r in rs:
-                by[r[key]].append(r["rouge1"])
-            res[f"by_{key}"] = {g: {"n": len(v), "rouge1": round(float(np.mean(v)), 4)} for g, v in sorted(by.items())}
+                by[r[key]].append(r)
+            res[f"by_{key}"] = {g: _group(v, s) for g, v in sorted(by.items())}
         gp = [r["gold_in_prompt"] for r in rs if r["gold_in_prompt"] is not None]
         secs = sum(r["seconds"] for r in rs)
         toks = sum(r["tokens"] for r in rs)
@@ -289,6 +321,35 @@ def summarize(rows: list[dict[str, Any]], sets: Sequence[Setting], skipped: dict
                    tokens_per_s=round(toks / secs, 2) if secs > 0 and not s.extractive else None)
         out["settings"][s.name] = res
     return out
+
+
+def _group(rs: list[dict[str, Any]], s: Setting) -> dict[str, Any]:
+    gp = [r["gold_in_prompt"] for r in rs if r["gold_in_prompt"] is not None]
+    return {"n": len(rs), "rouge1": round(float(np.mean([r["rouge1"] for r in rs])), 4),
+            "contains_gold": round(float(np.mean([bool(r.get("contains_gold")) for r in rs])), 4),
+            "gold_in_prompt": round(float(np.mean(gp)), 4) if gp and s.gap else None}
+
+
+def resummarize(out_dir: str | Path, data: str | Path = "mmqa") -> dict[str, Any]:
+    """Recompute the summary of a finished run from its ``answers.jsonl`` (no generation).
+
+    For runs written before a summary field existed (``contains_gold``, per-kind gold-in-prompt):
+    the per-answer facts are recomputed from the saved answers and the MMQA gold answers, and
+    ``results.json`` / ``report.md`` are rewritten (config, generator info kept).
+    """
+    out = Path(out_dir)
+    old = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    golds = {q["qid"]: gold_answers(q) for q in mmqa_questions(data)}
+    for r in rows:
+        r["contains_gold"] = answer_contains_gold(r["answer"], golds.get(r["qid"], [r["gold"]]))
+    names = list(old["settings"]) + [n for n in old.get("skipped", {}) if n not in old["settings"]]
+    res = summarize(rows, [Setting.parse(n) for n in names], {})
+    res["skipped"] = old.get("skipped", {})
+    for key in ("config", "questions", "generator_info"):
+        res[key] = old[key]
+    res["files"] = write_outputs(res, rows, out, seed=int(old["config"].get("seed", 0)))
+    return res
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -326,14 +387,25 @@ def report_markdown(res: dict[str, Any]) -> str:
                 f"{qn['fit_pairs_used']} pairs)." if c["fit_pairs"] == "gold" else
                 f"correctors fitted on {qn['fit_pairs_used']} label-free pseudo pairs."), "",
              f"Metric: {c['rouge']}.", ""]
+    if c.get("gold_kinds", "all") != "all":
+        lines[-2:-2] = [f"Only questions of kind {', '.join(c['gold_kinds'])} were evaluated (--gold-kinds).", ""]
     golds = sorted({g for s in st.values() for g in s["by_gold_kind"]})
     mods = sorted({g for s in st.values() for g in s["by_modalities"]})
     rows = [[name, s["n"], s["rouge1"], *[s["by_gold_kind"].get(g, {}).get("rouge1") for g in golds],
-             s["gold_in_prompt"], s["images_in_prompt"], s["mean_prompt_tokens"], s["tokens_per_s"]]
+             s.get("contains_gold"), s["gold_in_prompt"], s["images_in_prompt"], s["mean_prompt_tokens"],
+             s["seconds_per_answer"], s["tokens_per_s"]]
             for name, s in st.items()]
     lines += ["## ROUGE-1 F1 by setting and gold kind", "",
-              md_table(["setting", "n", "all", *golds, "gold in prompt", "images in prompt", "prompt tok", "tok/s"],
-                       rows), ""]
+              md_table(["setting", "n", "all", *golds, "answer contains gold", "gold in prompt", "images in prompt",
+                        "prompt tok", "s/answer", "tok/s"], rows), "",
+              "*answer contains gold*: a gold answer occurs in the answer as a token sequence (lenient; ROUGE-1 "
+              "F1 punishes a right answer inside a sentence). *gold in prompt*: a gold text/image of the question "
+              "is among the sources actually in the prompt (retrieval did its part). *tok/s*: completion tokens "
+              "over generation wall time, prompt processing included.", ""]
+    rows = [[name, *[s["by_gold_kind"].get(g, {}).get("gold_in_prompt") for g in golds]]
+            for name, s in st.items() if s["gold_in_prompt"] is not None]
+    if rows:
+        lines += ["## Gold in prompt by gold kind", "", md_table(["setting", *golds], rows), ""]
     rows = [[name, *[s["by_modalities"].get(m, {}).get("rouge1") for m in mods]] for name, s in st.items()]
     any_s = next(iter(st.values()), None)
     ns = [any_s["by_modalities"].get(m, {}).get("n", 0) for m in mods] if any_s else []
