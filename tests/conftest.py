@@ -95,3 +95,42 @@ def flickr_embeddings(offline_encoder, flickr_test, calib_records):
                      "images": np.asarray(img, np.float32),
                      "captions": np.asarray(cap, np.float32).reshape(len(recs), 5, -1)}
     return out
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus (gRPC) server on 127.0.0.1 — milvus-lite's standalone server process; yields the port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("milvus_lite")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path_factory.mktemp("milvus-server")
+    # The log goes to a file: an unread PIPE fills up (64 KiB) and then blocks the server mid-test.
+    log = open(data / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data / "db"),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("milvus-lite server did not start:\n" + (data / "server.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+    yield port
+    assert proc.poll() is None, "milvus-lite server died during the tests:\n" + (data / "server.log").read_text(errors="replace")[-3000:]
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

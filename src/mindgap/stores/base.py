@@ -16,13 +16,15 @@ Contract (checked by ``tests/test_stores.py`` over every backend, with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
-from ..errors import InputError, StoreError
+from ..errors import InputError, SpecError, StoreError
 from ..manifest import Manifest
 from ..types import Item, Modality
 
@@ -98,7 +100,7 @@ class BaseStore:
         return v
 
     @staticmethod
-    def check_queries(queries: np.ndarray, k: int) -> np.ndarray:
+    def check_queries(queries: np.ndarray, k: int, dim: int | None = None) -> np.ndarray:
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim == 1:
             q = q[None, :]
@@ -106,6 +108,8 @@ class BaseStore:
             raise InputError(f"queries must be (n, d), got {q.shape}", item="queries")
         if int(k) < 1:
             raise InputError("k must be >= 1", item="k")
+        if dim is not None and q.shape[1] != dim:
+            raise InputError(f"query dim {q.shape[1]} != store dim {dim}", item="queries")
         return q
 
 
@@ -123,3 +127,129 @@ def topk_rows(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     return idx, np.take_along_axis(vals, order, axis=1)
+
+
+# -- shared by the database backends (lancedb, milvus, faiss) ---------------------------------
+
+#: URI query keys every ANN-capable backend understands (``faiss:/dir?index=hnsw&M=32``).
+INDEX_KEYS = ("index", "M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m", "pq_bits", "refine")
+
+
+@dataclass
+class IndexParams:
+    """Index parameters from a store URI's query string; ``0`` means "choose from the data".
+
+    Attributes:
+        index: ``flat`` (exact) or an ANN kind the backend supports (``hnsw``, ``ivf``, ``ivfpq``, ...).
+        M: HNSW graph degree.
+        ef_construction: HNSW build beam width.
+        ef_search: HNSW search beam width (raised to the number of candidates when smaller).
+        nlist: IVF lists (0: FAISS ``4·sqrt(n)`` bounded so every list gets >= 39 training points;
+            LanceDB its own ~8k rows per list; Milvus 1024 per segment).
+        nprobe: IVF lists probed per query (0: a backend default aimed at recall@10 >= 0.95 —
+            FAISS ``max(32, nlist // 16)``, LanceDB 20, Milvus 64).
+        pq_m: PQ sub-quantisers (0: ``dim // 8``: 8 dimensions per code, one byte with 8 bits).
+        pq_bits: bits per PQ code.
+        refine: candidates fetched per wanted hit before the exact re-rank (0: 1, or 8 with PQ).
+    """
+
+    index: str = "flat"
+    M: int = 32
+    ef_construction: int = 40
+    ef_search: int = 64
+    nlist: int = 0
+    nprobe: int = 0
+    pq_m: int = 0
+    pq_bits: int = 8
+    refine: int = 0
+
+    @classmethod
+    def from_query(cls, query: dict[str, str], kinds: Sequence[str], *, uri: str,
+                   extra: Sequence[str] = ()) -> tuple["IndexParams", dict[str, str]]:
+        """Parse known keys (index keys + ``extra``); unknown keys or bad values raise SpecError."""
+        unknown = sorted(set(query) - set(INDEX_KEYS) - set(extra))
+        if unknown:
+            raise SpecError(f"unknown store option(s) {', '.join(unknown)}; known: "
+                            f"{', '.join([*INDEX_KEYS, *extra])}", item=uri)
+        p = cls()
+        for key in INDEX_KEYS:
+            if key not in query:
+                continue
+            if key == "index":
+                p.index = query[key].strip().lower().replace("_", "").replace("-", "")
+                p.index = {"ivfflat": "ivf", "exact": "flat"}.get(p.index, p.index)
+            else:
+                try:
+                    setattr(p, key, int(query[key]))
+                except ValueError:
+                    raise SpecError(f"store option {key}={query[key]!r} is not an integer", item=uri) from None
+                if getattr(p, key) < 0:
+                    raise SpecError(f"store option {key} must be >= 0", item=uri)
+        if p.index not in kinds:
+            raise SpecError(f"unknown index {p.index!r} for this backend; choose one of: {', '.join(kinds)}",
+                            item=uri)
+        return p, {k: v for k, v in query.items() if k in extra}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def build_dict(self) -> dict[str, Any]:
+        """The parameters baked into a built index (the others are search-time knobs)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("ef_search", "nprobe", "refine")}
+
+    def query_string(self) -> str:
+        """The non-default parameters as ``?index=...&...`` (empty for a default flat index)."""
+        d = {k: v for k, v in self.to_dict().items() if v != getattr(IndexParams, k)}
+        return ("?" + urlencode(d)) if d else ""
+
+    def fetch(self, k: int) -> int:
+        """How many candidates to ask the index for, before the exact re-rank keeps ``k``."""
+        refine = self.refine or (8 if self.index.endswith("pq") else 1)
+        return k * refine + TIE_MARGIN
+
+
+#: Extra candidates fetched so that exact score ties at the k-th place resolve like the oracle.
+TIE_MARGIN = 8
+
+
+def split_uri(rest: str) -> tuple[str, dict[str, str]]:
+    """``"/dir?index=hnsw&M=16"`` → ``("/dir", {"index": "hnsw", "M": "16"})``."""
+    loc, _, query = rest.partition("?")
+    return loc, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def rerank(q: np.ndarray, ids: Sequence[str], vecs: np.ndarray, k: int) -> list[tuple[str, float]]:
+    """Exact cosine of candidate rows, best first, ties by id (as the oracle breaks them)."""
+    if not len(ids):
+        return []
+    s = np.asarray(vecs, dtype=np.float32) @ np.asarray(q, dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: (-float(s[i]), ids[i]))[:k]
+    return [(ids[i], float(s[i])) for i in order]
+
+
+def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], str],
+                 dead: np.ndarray | None = None) -> SearchResult:
+    """Exact top-k by inner product: a BLAS scan picks ``k + 8`` candidates, :func:`rerank` orders them.
+
+    The re-rank computes each query's scores on its own, so a query gets the same floats (and
+    the same order, exact ties by id) alone or in a batch — which a matrix product over the
+    batch does not guarantee (its rounding depends on the batch's shape and a row's position).
+    ``dead`` marks rows to leave out.
+    """
+    if mat.shape[0] == 0:
+        return [[] for _ in range(len(q))]
+    sim = q @ mat.T
+    if dead is not None:
+        sim[:, dead] = -np.inf
+    idx, vals = topk_rows(sim, k + TIE_MARGIN)
+    out = []
+    for qi, row, val in zip(q, idx, vals):
+        row = row[np.isfinite(val)]
+        out.append(rerank(qi, [id_of(int(j)) for j in row], mat[row], k))
+    return out
+
+
+def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``n`` elements."""
+    for s in range(0, len(seq), n):
+        yield seq[s : s + n]

@@ -2,7 +2,9 @@
 
 ``exact:`` keeps everything in memory; ``exact:/dir`` persists it. Each committed batch is
 one segment file written via temp file + ``os.replace`` (atomic), deletions are an atomic
-tombstone file, so a killed process leaves exactly the batches that committed.
+tombstone file ``{id: segments written when it was deleted}`` (rows of older segments are dead,
+a later re-add lives, so re-adding never rewrites it), so a killed process leaves exactly the
+batches that committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from ..manifest import write_json_atomic
 from ..registry import stores
 from ..types import Item, Modality
-from .base import BaseStore, SearchResult, topk_rows
+from .base import BaseStore, SearchResult, exact_search
 
 
 class ExactStore(BaseStore):
@@ -42,22 +44,24 @@ class ExactStore(BaseStore):
     # -- persistence -------------------------------------------------------------------
     def _load(self) -> None:
         assert self.path is not None
-        dead = set()
+        segs = sorted((self.path / "segments").glob("*.npz"))
         tomb = self.path / "tombstones.json"
-        if tomb.exists():
-            dead = set(json.loads(tomb.read_text()))
-        for seg in sorted((self.path / "segments").glob("*.npz")):
-            self._nseg = max(self._nseg, int(seg.stem) + 1)
+        dead = json.loads(tomb.read_text()) if tomb.exists() else {}
+        if isinstance(dead, list):  # older format: a plain list kills every existing row
+            dead = dict.fromkeys(dead, int(segs[-1].stem) + 1 if segs else 0)
+        for seg in segs:
+            s = int(seg.stem)
+            self._nseg = max(self._nseg, s + 1)
             with np.load(seg, allow_pickle=False) as z:
                 vecs = z["vectors"]
                 metas = json.loads(str(z["items"]))
             for m, v in zip(metas, vecs):
-                if m["id"] in dead:
+                if s < dead.get(m["id"], -1):
                     continue
                 self._items[m["id"]] = Item.from_dict(m)
                 self._vec[m["id"]] = v
                 self._dim = v.shape[0]
-        self._dead = dead
+        self._dead: dict[str, int] = dead
 
     def _write_segment(self, items: Sequence[Item], v: np.ndarray) -> None:
         assert self.path is not None
@@ -81,10 +85,6 @@ class ExactStore(BaseStore):
         items = [items[i] for i in keep]
         v = v[keep]
         if self.path:
-            revived = {it.id for it in items} & getattr(self, "_dead", set())
-            if revived:
-                self._dead -= revived
-                write_json_atomic(self.path / "tombstones.json", sorted(self._dead))
             self._write_segment(items, v)
         for it, row in zip(items, v):
             self._items[it.id] = it
@@ -98,8 +98,8 @@ class ExactStore(BaseStore):
         if not gone:
             return 0
         if self.path:
-            self._dead = getattr(self, "_dead", set()) | set(gone)
-            write_json_atomic(self.path / "tombstones.json", sorted(self._dead))
+            self._dead = {**self._dead, **dict.fromkeys(gone, self._nseg)}
+            write_json_atomic(self.path / "tombstones.json", self._dead)
         for i in gone:
             del self._items[i]
             del self._vec[i]
@@ -114,12 +114,9 @@ class ExactStore(BaseStore):
         return self._mat[modality]
 
     def search(self, queries: np.ndarray, k: int, modality: Modality) -> SearchResult:
-        q = self.check_queries(queries, k)
+        q = self.check_queries(queries, k, self._dim)
         ids, mat = self._matrix(Modality.parse(modality))
-        if not ids:
-            return [[] for _ in range(len(q))]
-        idx, vals = topk_rows(q @ mat.T, k)
-        return [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+        return exact_search(q, mat, k, ids.__getitem__)
 
     def get(self, ids: Sequence[str]) -> list[Item | None]:
         return [self._items.get(i) for i in ids]
@@ -130,8 +127,7 @@ class ExactStore(BaseStore):
     def count(self, modality: Modality | None = None) -> int:
         if modality is None:
             return len(self._items)
-        m = Modality.parse(modality)
-        return sum(1 for it in self._items.values() if it.modality == m)
+        return len(self._matrix(Modality.parse(modality))[0])  # cached until the next add/delete
 
     def vectors(self, modality: Modality, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         if ids is None:
