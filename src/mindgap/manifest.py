@@ -8,14 +8,13 @@ classic bug of this field is a corrector fitted for encoder A applied to queries
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import EncoderMismatch, StoreError
+from .fileio import write_json_atomic
 
 MANIFEST_VERSION = 1
 
@@ -80,22 +79,6 @@ class Manifest:
             return cls.from_dict(json.loads(p.read_text()))
         except (ValueError, TypeError) as exc:
             raise StoreError(f"corrupt store manifest ({exc})", item=str(p)) from None
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def encoder_training_info(encoder: Any) -> dict[str, Any] | None:

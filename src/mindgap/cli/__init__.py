@@ -55,15 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exit paths (--help, bad usage)
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
     except Exception as exc:  # noqa: BLE001 - click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        usage, abort = _click_exceptions()
+        if isinstance(exc, usage):
             exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+            return int(getattr(exc, "exit_code", 2))
+        if isinstance(exc, abort):
             return 1
         raise
     return 0
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """ClickException / Abort classes of click *and* of the copy newer typer versions vendor
+    (``typer._click``): a usage error from either must print one message, not a traceback."""
+    usage: list[type] = []
+    abort: list[type] = []
+    for mod in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        usage += [c for c in [getattr(m, "ClickException", None)] if isinstance(c, type)]
+        abort += [c for c in [getattr(m, "Abort", None)] if isinstance(c, type)]
+    return tuple(usage), tuple(abort)
 
 
 def run() -> None:  # pragma: no cover - console script shim

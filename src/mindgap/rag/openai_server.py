@@ -17,14 +17,14 @@ refused unless the generator ``supports_images``. Errors use OpenAI's shape
 # no `from __future__ import annotations`: FastAPI must resolve `Request` in the route signatures.
 
 import base64
-import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MindgapError, require
+from ..server.threaded import ServerHandle
+from ..server.threaded import serve_in_thread as _serve_in_thread
 from .generators import Generator, load_generator
 
 ROLES = {"system", "user", "assistant"}
@@ -179,43 +179,8 @@ def create_app(generator: Generator | str = "local:smollm2", *, model_name: str 
     return app
 
 
-@dataclass
-class ServerHandle:
-    """A server running in a background thread; ``stop()`` ends it."""
-
-    url: str
-    server: Any
-    thread: threading.Thread
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-
-    def __enter__(self) -> "ServerHandle":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 30.0) -> ServerHandle:
-    """Run ``app`` with uvicorn in a daemon thread on ``host`` (port 0 = a free port)."""
-    uvicorn = require("uvicorn", "server")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    real_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="mindgap-llm-server")
-    thread.start()
-    t0 = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - t0 > startup_timeout:
-            server.should_exit = True
-            raise MindgapError(f"the server on {host}:{real_port} did not start", item="server")
-        time.sleep(0.02)
-    return ServerHandle(url=f"http://{host}:{real_port}", server=server, thread=thread)
+    """Run ``app`` with uvicorn in a daemon thread on ``host`` (port 0 = a free port); the
+    handle's ``base_url`` ends in ``/v1``."""
+    return _serve_in_thread(app, host, port, startup_timeout=startup_timeout, lifespan="off",
+                            api_prefix="/v1", name="mindgap-llm-server")

@@ -17,7 +17,6 @@ runs in threads (:mod:`mindgap.server.workers`), every error is JSON with a stab
 import logging
 import os
 import resource
-import socket
 import sys
 import tempfile
 import threading
@@ -27,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import MindgapError, StoreError, require
+from ..errors import MindgapError, require
 from ..images import max_pixels as default_max_pixels
+from .threaded import ServerHandle
+from .threaded import serve_in_thread as _serve_in_thread
 from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, StoreEmpty, StoreUnavailable
 from .workers import RWLock, TextBatcher, Workers
 
@@ -337,43 +338,11 @@ def create_app(store: Any = None, *, config: Optional[ServerConfig] = None, **op
     return app
 
 
-@dataclass
-class ServerHandle:
-    """A server running in a background thread; ``stop()`` ends it (lifespan shutdown included)."""
-
-    url: str
-    server: Any
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-
-    def __enter__(self) -> "ServerHandle":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *,
                     startup_timeout: float = 120.0) -> ServerHandle:
     """Run ``app`` under uvicorn (lifespan on) in a daemon thread; port 0 = a free port."""
-    uvicorn = require("uvicorn", "server")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    real_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=30))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="mindgap-server")
-    thread.start()
-    t0 = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - t0 > startup_timeout:
-            server.should_exit = True
-            raise StoreError(f"the server on {host}:{real_port} did not start", item="server")
-        time.sleep(0.02)
-    return ServerHandle(url=f"http://{host}:{real_port}", server=server, thread=thread)
+    return _serve_in_thread(app, host, port, startup_timeout=startup_timeout, lifespan="on",
+                            name="mindgap-server", timeout_keep_alive=30)
 
 
 def default_api_key() -> Optional[str]:

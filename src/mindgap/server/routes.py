@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from ..errors import InputError
+from ..fileio import write_bytes_atomic
 from ..images import sniff_image_bytes
 from ..types import Hit, Item, Modality
 from .schemas import (
@@ -147,22 +147,7 @@ def save_upload(folder: Path, data: bytes) -> Path:
     path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.{fmt}"
     if path.exists() and path.stat().st_size == len(data):
         return path
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=str(folder))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(str(folder), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_bytes_atomic(path, data, sync_dir=True)
     return path
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..manifest import write_json_atomic
+from ..fileio import write_bytes_atomic, write_json_atomic
 from ..registry import stores
 from ..types import Item, Modality
 from .base import BaseStore, SearchResult, exact_search
@@ -67,13 +66,7 @@ class ExactStore(BaseStore):
         assert self.path is not None
         buf = io.BytesIO()
         np.savez(buf, vectors=v, items=np.array(json.dumps([it.to_dict() for it in items])))
-        seg_dir = self.path / "segments"
-        fd, tmp = tempfile.mkstemp(prefix=".seg-", dir=str(seg_dir))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, seg_dir / f"{self._nseg:08d}.npz")
+        write_bytes_atomic(self.path / "segments" / f"{self._nseg:08d}.npz", buf.getvalue())
         self._nseg += 1
 
     # -- contract ------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
-from ..manifest import write_json_atomic
+from ..fileio import write_atomic, write_bytes_atomic, write_json_atomic
 from ..types import MODALITIES, Item, Modality
 from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, exact_search, rerank, split_uri
 
@@ -155,12 +154,7 @@ class FaissStore(BaseStore):
         assert self.path is not None
         buf = io.BytesIO()
         np.savez(buf, vectors=v, items=np.array(json.dumps([it.to_dict() for it in items])))
-        fd, tmp = tempfile.mkstemp(prefix=".seg-", dir=str(self.path / "segments"))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "segments" / f"{self._nseg:08d}.npz")
+        write_bytes_atomic(self.path / "segments" / f"{self._nseg:08d}.npz", buf.getvalue())
 
     # -- contract ------------------------------------------------------------------------
     def add(self, items: Sequence[Item], vectors: np.ndarray) -> int:
@@ -336,17 +330,7 @@ class FaissStore(BaseStore):
 
     def _save_index(self, m: Modality, part: _Part) -> None:
         file, meta_file = self._index_files(m)
-        file.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{m.value}-", dir=str(file.parent))
-        os.close(fd)
-        try:
-            self.faiss.write_index(part.index, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(file, lambda tmp: self.faiss.write_index(part.index, tmp))
         write_json_atomic(meta_file, {"kind": part.kind, "params": self.params.build_dict(), "rows": part.indexed,
                                       "ntotal": int(part.index.ntotal), "ids_sha1": part.ids_hash(part.indexed)})
         part.dirty = False

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, StoreError, require
-from ..manifest import write_json_atomic
+from ..fileio import write_json_atomic
 from ..types import MODALITIES, Item, Modality
 from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, chunks, rerank, split_uri
 
