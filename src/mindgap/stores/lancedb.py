@@ -37,6 +37,9 @@ from ..types import MODALITIES, Item, Modality
 from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, chunks, rerank, split_uri
 
 KINDS = ("flat", "ivfpq", "ivf", "hnsw")
+#: Default ``refine`` for PQ indexes: measured at 1M items (256-d), LanceDB's PQ ranking with
+#: refine 8 gave recall@10 .926 text / .887 image; 16 gives .973 / .960 (batch QPS 180 → 145).
+LANCE_PQ_REFINE = 16
 #: Rows written before a compaction: many tiny fragments slow every later commit and scan, while
 #: compacting rewrites the table — so compact geometrically (at least this many rows, or half the table).
 COMPACT_ROWS = 16384
@@ -198,14 +201,14 @@ class LanceStore(BaseStore):
             return [[] for _ in range(len(q))]
         p = self.params
         b = (self._tables[m].search(q if len(q) > 1 else q[0], vector_column_name="vector")
-             .distance_type("dot").limit(min(p.fetch(k), self._counts[m]))
+             .distance_type("dot").limit(min(p.fetch(k, LANCE_PQ_REFINE), self._counts[m]))
              .select(["id", "vector", "_distance"]))  # naming _distance avoids a warning per query
         if p.index == "flat":
             b = b.bypass_vector_index()
         else:
             b = b.nprobes(p.nprobe or 20)  # LanceDB's default
             if p.index == "hnsw":
-                b = b.ef(max(p.ef_search, p.fetch(k)))
+                b = b.ef(max(p.ef_search, p.fetch(k, LANCE_PQ_REFINE)))
         t = b.to_arrow()
         qi = t["query_index"].to_numpy() if "query_index" in t.column_names else np.zeros(t.num_rows, int)
         ids = t["id"].to_pylist()
