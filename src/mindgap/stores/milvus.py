@@ -53,6 +53,10 @@ _LITE_USERS: dict[str, int] = {}  # milvus-lite file → open stores in this pro
 _BLOCK = 1 << 20  # batch numbers a writer reserves at a time
 
 
+#: Connection attempts for a Milvus server before giving up (each waits up to pymilvus' 10 s).
+SERVER_CONNECT_TRIES = 3
+
+
 def expr_str(s: str) -> str:
     """A Milvus expression string literal: backslash, quote and line breaks escaped."""
     return '"' + (s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -93,11 +97,7 @@ class MilvusStore(BaseStore):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._manifest_path = Path(f"{path}.manifest.json")
             self.location, conn = str(path), {"uri": str(path)}
-        try:
-            self.client = self.pm.MilvusClient(**conn)
-        except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds
-            raise StoreError(f"cannot open Milvus ({exc}); a milvus-lite file can be open in one process only",
-                             item=target) from None
+        self.client = self._connect(conn, target)
         if not self.server:
             _LITE_USERS[self.location] = _LITE_USERS.get(self.location, 0) + 1
         self._writable = False
@@ -106,6 +106,24 @@ class MilvusStore(BaseStore):
         except BaseException:
             self.close()
             raise
+
+    def _connect(self, conn: dict[str, Any], target: str) -> Any:
+        """A MilvusClient. Servers: a dedicated gRPC channel per store (pymilvus shares one per
+        address and, after 30 s idle, health-checks and reconnects it with a 10 s limit — which a
+        busy server can fail), and transient "server unavailable" errors are retried with backoff
+        (3 tries, up to ~35 s) before a clear error."""
+        tries = SERVER_CONNECT_TRIES if self.server else 1
+        for attempt in range(tries):
+            try:
+                return self.pm.MilvusClient(**conn, **({"dedicated": True} if self.server else {}))
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds
+                if attempt + 1 < tries:
+                    time.sleep(2.0 * (attempt + 1))
+                    continue
+                hint = (f"is the Milvus server at {target} running and reachable?" if self.server
+                        else "a milvus-lite file can be open in one process only")
+                raise StoreError(f"cannot open Milvus ({exc}); {hint}", item=target) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _open(self, target: str, given: bool, extra: dict[str, str]) -> None:
         if self.client.has_collection(self.col) and not self.client.has_collection(self.meta_col):
