@@ -511,15 +511,15 @@ def test_failed_batch_leaves_nothing(name, tmp_path, monkeypatch):
         target, attr, fail_at = type(s._tables[Modality.TEXT]), "add", 2
     elif name == "milvus-lite":  # ... of its two partition inserts
         target, attr, fail_at = type(s.client), "insert", 2
-    else:  # ... its one segment file
-        target, attr, fail_at = type(s), "_write_segment", 1
+    else:  # ... its one segment file (the segment writer the store's module calls)
+        target, attr, fail_at = sys.modules[type(s).__module__], "write_segment", 1
     real, calls = getattr(target, attr), []
 
-    def flaky(self, *a, **kw):
+    def flaky(*a, **kw):
         calls.append(1)
         if len(calls) == fail_at:
             raise OSError("disk full")
-        return real(self, *a, **kw)
+        return real(*a, **kw)
 
     monkeypatch.setattr(target, attr, flaky)
     with pytest.raises(OSError):

@@ -16,6 +16,8 @@ Contract (checked by ``tests/test_stores.py`` over every backend, with
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from ..errors import InputError, SpecError, StoreError
+from ..fileio import write_bytes_atomic
 from ..manifest import Manifest
 from ..types import Item, Modality
 
@@ -250,6 +253,26 @@ def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], 
         row = row[np.isfinite(val)]
         out.append(rerank(qi, [id_of(int(j)) for j in row], mat[row], k))
     return out
+
+
+# -- the segment log shared by the exact and FAISS stores ---------------------------------------
+
+def segment_files(folder: Path) -> list[Path]:
+    """Committed batches in commit order: ``folder/segments/00000000.npz``, ..."""
+    return sorted((folder / "segments").glob("*.npz"))
+
+
+def read_segment(path: Path) -> tuple[int, list[dict[str, Any]], np.ndarray]:
+    """(segment number, item dicts, vectors) of one committed batch."""
+    with np.load(path, allow_pickle=False) as z:
+        return int(path.stem), json.loads(str(z["items"])), z["vectors"]
+
+
+def write_segment(folder: Path, number: int, items: Sequence[Item], vectors: np.ndarray) -> None:
+    """Commit one batch: vectors + item JSON in ``segments/{number:08d}.npz``, written atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, vectors=vectors, items=np.array(json.dumps([it.to_dict() for it in items])))
+    write_bytes_atomic(folder / "segments" / f"{number:08d}.npz", buf.getvalue())
 
 
 def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:

@@ -9,18 +9,16 @@ batches that committed.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import write_bytes_atomic, write_json_atomic
+from ..fileio import write_json_atomic
 from ..registry import stores
 from ..types import Item, Modality
-from .base import BaseStore, SearchResult, exact_search
+from .base import BaseStore, SearchResult, exact_search, read_segment, segment_files, write_segment
 
 
 class ExactStore(BaseStore):
@@ -43,17 +41,14 @@ class ExactStore(BaseStore):
     # -- persistence -------------------------------------------------------------------
     def _load(self) -> None:
         assert self.path is not None
-        segs = sorted((self.path / "segments").glob("*.npz"))
+        segs = segment_files(self.path)
         tomb = self.path / "tombstones.json"
         dead = json.loads(tomb.read_text()) if tomb.exists() else {}
         if isinstance(dead, list):  # older format: a plain list kills every existing row
             dead = dict.fromkeys(dead, int(segs[-1].stem) + 1 if segs else 0)
         for seg in segs:
-            s = int(seg.stem)
+            s, metas, vecs = read_segment(seg)
             self._nseg = max(self._nseg, s + 1)
-            with np.load(seg, allow_pickle=False) as z:
-                vecs = z["vectors"]
-                metas = json.loads(str(z["items"]))
             for m, v in zip(metas, vecs):
                 if s < dead.get(m["id"], -1):
                     continue
@@ -61,13 +56,6 @@ class ExactStore(BaseStore):
                 self._vec[m["id"]] = v
                 self._dim = v.shape[0]
         self._dead: dict[str, int] = dead
-
-    def _write_segment(self, items: Sequence[Item], v: np.ndarray) -> None:
-        assert self.path is not None
-        buf = io.BytesIO()
-        np.savez(buf, vectors=v, items=np.array(json.dumps([it.to_dict() for it in items])))
-        write_bytes_atomic(self.path / "segments" / f"{self._nseg:08d}.npz", buf.getvalue())
-        self._nseg += 1
 
     # -- contract ------------------------------------------------------------------------
     def add(self, items: Sequence[Item], vectors: np.ndarray) -> int:
@@ -78,7 +66,8 @@ class ExactStore(BaseStore):
         items = [items[i] for i in keep]
         v = v[keep]
         if self.path:
-            self._write_segment(items, v)
+            write_segment(self.path, self._nseg, items, v)
+            self._nseg += 1
         for it, row in zip(items, v):
             self._items[it.id] = it
             self._vec[it.id] = row

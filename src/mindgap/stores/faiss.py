@@ -25,7 +25,6 @@ on this 2-core machine, where FAISS' OpenMP threads fight for the cores).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -35,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
-from ..fileio import write_atomic, write_bytes_atomic, write_json_atomic
+from ..fileio import write_atomic, write_json_atomic
 from ..types import MODALITIES, Item, Modality
-from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, exact_search, rerank, split_uri
+from .base import (INDEX_KEYS, BaseStore, IndexParams, SearchResult, exact_search, read_segment, rerank,
+                   segment_files, split_uri, write_segment)
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 
@@ -122,11 +122,9 @@ class FaissStore(BaseStore):
         assert self.path is not None
         dels = self.path / "deletes.json"
         self._deletes = json.loads(dels.read_text()) if dels.exists() else {}
-        for seg in sorted((self.path / "segments").glob("*.npz")):
-            s = int(seg.stem)
+        for seg in segment_files(self.path):
+            s, metas, vecs = read_segment(seg)
             self._nseg = max(self._nseg, s + 1)
-            with np.load(seg, allow_pickle=False) as z:
-                vecs, metas = z["vectors"], json.loads(str(z["items"]))
             self._append(s, [Item.from_dict(m) for m in metas], vecs, self._deletes)
 
     def _append(self, seg: int, items: list[Item], v: np.ndarray, deletes: dict[str, int]) -> None:
@@ -150,12 +148,6 @@ class FaissStore(BaseStore):
                     part.kill(base + j)
         self._dim = int(v.shape[1])
 
-    def _write_segment(self, items: Sequence[Item], v: np.ndarray) -> None:
-        assert self.path is not None
-        buf = io.BytesIO()
-        np.savez(buf, vectors=v, items=np.array(json.dumps([it.to_dict() for it in items])))
-        write_bytes_atomic(self.path / "segments" / f"{self._nseg:08d}.npz", buf.getvalue())
-
     # -- contract ------------------------------------------------------------------------
     def add(self, items: Sequence[Item], vectors: np.ndarray) -> int:
         v = self.check_add(items, vectors, self._dim)
@@ -164,7 +156,7 @@ class FaissStore(BaseStore):
             return 0
         items, v = [items[i] for i in keep], v[keep]
         if self.path:
-            self._write_segment(items, v)  # the commit point
+            write_segment(self.path, self._nseg, items, v)  # the commit point
         self._append(self._nseg, list(items), v, {})
         self._nseg += 1
         self._wrote = True

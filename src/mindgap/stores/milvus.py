@@ -113,17 +113,16 @@ class MilvusStore(BaseStore):
         busy server can fail), and transient "server unavailable" errors are retried with backoff
         (3 tries, up to ~35 s) before a clear error."""
         tries = SERVER_CONNECT_TRIES if self.server else 1
-        for attempt in range(tries):
+        for attempt in range(1, tries + 1):
             try:
                 return self.pm.MilvusClient(**conn, **({"dedicated": True} if self.server else {}))
             except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds
-                if attempt + 1 < tries:
-                    time.sleep(2.0 * (attempt + 1))
-                    continue
-                hint = (f"is the Milvus server at {target} running and reachable?" if self.server
-                        else "a milvus-lite file can be open in one process only")
-                raise StoreError(f"cannot open Milvus ({exc}); {hint}", item=target) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                error = exc
+                if attempt < tries:
+                    time.sleep(2.0 * attempt)
+        hint = (f"is the Milvus server at {target} running and reachable?" if self.server
+                else "a milvus-lite file can be open in one process only")
+        raise StoreError(f"cannot open Milvus ({error}); {hint}", item=target) from None
 
     def _open(self, target: str, given: bool, extra: dict[str, str]) -> None:
         if self.client.has_collection(self.col) and not self.client.has_collection(self.meta_col):
