@@ -43,16 +43,27 @@ class IngestReport:
     """
 
     added: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
-    already_present: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     present: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
     seconds: float = 0.0
 
     @property
+    def already_present(self) -> int:
+        return sum(self.present.values())
+
+    def mark_present(self, item: Item) -> None:
+        """Count an item the store already held (or that the source repeated)."""
+        self.present[item.modality.value] += 1
+
+    @property
+    def handled(self) -> int:
+        """Every item the run saw: added, already present or skipped."""
+        return sum(self.added.values()) + self.already_present + len(self.skipped)
+
+    @property
     def items_per_second(self) -> float:
         """Throughput over every item handled (added, present or skipped)."""
-        n = sum(self.added.values()) + self.already_present + len(self.skipped)
-        return n / self.seconds if self.seconds > 0 else 0.0
+        return self.handled / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"added": self.added, "already_present": self.already_present, "present": self.present,
@@ -228,9 +239,15 @@ class Retriever:
             return self.encoder.encode_image([image], show_progress=False), Modality.IMAGE
         return self.encoder.encode_text([str(text)], show_progress=False), Modality.TEXT
 
+    def gap_name(self, name: str | None = None) -> str:
+        """The corrector a search uses: ``name``, else the store's default, else ``naive``
+        (reads the manifest without creating one)."""
+        m = self.store.manifest
+        return name or (m.default_gap if m is not None else None) or "naive"
+
     def gap(self, name: str | None = None) -> GapCorrector:
         """The fitted corrector ``name`` from the manifest (``naive`` needs no fitting)."""
-        name = name or self.manifest.default_gap or "naive"
+        name = self.gap_name(name)
         with self._lock:
             if name not in self._gaps:
                 entry = self.manifest.gap.get(name)
@@ -270,7 +287,7 @@ class Retriever:
         if int(k) < 1:
             raise InputError("k must be >= 1", item="k")
         qmod = Modality.parse(query_modality)
-        gap_name = gap or self.manifest.default_gap or "naive"
+        gap_name = self.gap_name(gap)
         corr = self.gap(gap_name)
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)

@@ -17,17 +17,6 @@ STORE_HELP = "Store URI: exact:/dir, lancedb:/dir, milvus:/file.db, faiss:/dir (
 ANN_KINDS = ("hnsw", "ivf", "ivfpq", "flat")
 
 
-def _local_path(uri: str) -> Path | None:
-    """The filesystem path a store URI points at, when it is local (``None`` for servers/memory)."""
-    scheme, sep, rest = uri.partition(":")
-    if not sep or len(scheme) == 1:  # a bare path (or a Windows drive letter)
-        rest = uri
-    rest = rest.split("?", 1)[0]
-    if not rest or "://" in rest:
-        return None
-    return Path(rest).expanduser()
-
-
 def open_existing_store(uri: str) -> Any:
     """Open a store that must already exist (search, rm, info, fit-gap): a clear error otherwise.
 
@@ -35,9 +24,9 @@ def open_existing_store(uri: str) -> Any:
     checked first.
     """
     from ..errors import StoreError
-    from ..stores import open_store
+    from ..stores import local_path, open_store
 
-    p = _local_path(uri)
+    p = local_path(uri)
     if p is not None and not p.exists():
         raise StoreError("no store at this path (build one with `mindgap index SOURCE --store URI`)", item=uri)
     st = open_store(uri)
@@ -102,8 +91,7 @@ def print_report(rep: Any, source: str, show_skipped: int) -> None:
         rows.append([m, rep.added[m], rep.present[m]])
     rows.append(["total", sum(rep.added.values()), rep.already_present])
     console.print(table(f"indexed {source}", ["modality", "added", "already present"], rows))
-    n = sum(rep.added.values()) + rep.already_present + len(rep.skipped)
-    console.print(f"{n} item(s) in {rep.seconds:.1f} s ({rep.items_per_second:.1f} items/s); "
+    console.print(f"{rep.handled} item(s) in {rep.seconds:.1f} s ({rep.items_per_second:.1f} items/s); "
                   f"{len(rep.skipped)} skipped", highlight=False)
     if rep.skipped and show_skipped > 0:
         shown = rep.skipped[:show_skipped]

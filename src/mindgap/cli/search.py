@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
         st = open_existing_store(store)
         try:
             retr = make_retriever(st, encoder)
-            gap_name = gap or retr.manifest.default_gap or "naive"
+            gap_name = retr.gap_name(gap)
             if queries is None:
                 hits = retr.search(query, image=str(image) if image is not None else None, k=k, gap=gap,
                                    modality=modality)

@@ -53,10 +53,11 @@ def register(app: typer.Typer) -> None:
             os.environ.setdefault(var, "0")
         from ..errors import StoreError, require
         from ..images import max_pixels as default_pixels
-        from ..server.app import ServerConfig, create_app, store_path
+        from ..server.app import ServerConfig, create_app
+        from ..stores import local_path
 
         uvicorn = require("uvicorn", "server")
-        p = store_path(store)
+        p = local_path(store)
         if p is not None and not p.exists() and not create:
             raise StoreError("store does not exist: build it with `mindgap index`, or pass --create to start empty",
                              item=store)

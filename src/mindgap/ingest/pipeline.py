@@ -58,8 +58,7 @@ def _batches(items: Iterable[Item | tuple[str, str]], size: int, report: IngestR
             bar.update(1)
             continue
         if it.id in seen:  # the same id twice in one run: the first one wins
-            report.already_present += 1
-            report.present[it.modality.value] += 1
+            report.mark_present(it)
             bar.update(1)
             continue
         seen.add(it.id)
@@ -122,8 +121,7 @@ def run_index(retr: Retriever, items: Iterable[Item | tuple[str, str]], *, batch
             fresh = [it for it in batch if it.id not in present]
             for it in batch:
                 if it.id in present:
-                    report.already_present += 1
-                    report.present[it.modality.value] += 1
+                    report.mark_present(it)
             futs = {it.id: pool.submit(decode_image, it) for it in fresh if it.modality == Modality.IMAGE}
             pending.append((batch, fresh, futs))
             while len(pending) > max(0, int(prefetch)):

@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from ..errors import MindgapError, require
 from ..images import max_pixels as default_max_pixels
+from ..stores import local_path
 from .threaded import ServerHandle
 from .threaded import serve_in_thread as _serve_in_thread
 from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, StoreEmpty, StoreUnavailable
@@ -79,19 +80,6 @@ class ServerConfig:
     torch_threads: Optional[int] = None
 
 
-def store_path(uri: str) -> Optional[Path]:
-    """The local file/folder behind a store URI (``None`` for in-memory or remote stores)."""
-    scheme, sep, rest = uri.partition(":")
-    if not sep or len(scheme) == 1:  # a bare path (or a Windows drive letter)
-        rest = uri
-    elif scheme not in {"exact", "lancedb", "faiss", "milvus"}:
-        rest = uri
-    rest = rest.split("?", 1)[0]
-    if not rest or rest.startswith(("http://", "https://", "tcp://")):
-        return None
-    return Path(rest).expanduser()
-
-
 class ServerState:
     """What the app holds between requests: retriever, encoder, batcher, locks, counters."""
 
@@ -133,7 +121,7 @@ class ServerState:
             self.retriever = cfg.store
         elif cfg.store:
             uri = str(cfg.store)
-            p = store_path(uri)
+            p = local_path(uri)
             if p is not None and not p.exists() and not cfg.create:
                 self.problem = StoreUnavailable(
                     f"the store {uri} does not exist: build it with `mindgap index`, or start the server with "
@@ -165,7 +153,7 @@ class ServerState:
         if self.config.upload_dir:
             return Path(self.config.upload_dir).expanduser().resolve()
         uri = getattr(getattr(self.retriever, "store", None), "uri", None) or str(self.config.store or "")
-        p = store_path(uri) if uri else None
+        p = local_path(uri) if uri else None
         if p is None:
             return Path(tempfile.mkdtemp(prefix="mindgap-uploads-"))
         p = p.resolve()

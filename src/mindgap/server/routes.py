@@ -135,11 +135,6 @@ async def run_search(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Opt
                         state.config.timeout_s, "search")
 
 
-def _default_gap(retriever: Any) -> str:
-    m = retriever.store.manifest
-    return (m.default_gap if m is not None else None) or "naive"
-
-
 def save_upload(folder: Path, data: bytes) -> Path:
     """Keep an uploaded image under a content-addressed name; durable (fsync) before returning."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -270,7 +265,7 @@ def router(cfg: Any) -> APIRouter:
         hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None)
         counts = {"text": sum(h.modality == Modality.TEXT for h in hits),
                   "image": sum(h.modality == Modality.IMAGE for h in hits)}
-        return {"query": qd, "gap": gap or _default_gap(retr), "k": k, "modality": modality,
+        return {"query": qd, "gap": retr.gap_name(gap), "k": k, "modality": modality,
                 "hits": [hit_out(h) for h in hits], "counts": counts, "seconds": round(time.perf_counter() - t0, 5)}
 
     @r.get("/search", response_model=SearchResponse, tags=["search"])
@@ -321,7 +316,7 @@ def router(cfg: Any) -> APIRouter:
         Text items carry ``text``; image items carry the file as ``image_base64`` (never a
         path). Ids already in the store are reported, not overwritten.
         """
-        from .app import store_path
+        from ..stores import local_path
 
         state.need_retriever(allow_empty=True)
         w = state.workers
@@ -329,7 +324,7 @@ def router(cfg: Any) -> APIRouter:
         rep = await within(w.run(w.model, _write_items, state, items), to, "indexing")
         d = rep.to_dict()
         d["ids"] = [it.id for it in body.items]
-        d["durable"] = store_path(state.retriever.store.uri) is not None
+        d["durable"] = local_path(state.retriever.store.uri) is not None
         return d
 
     @r.get("/items/{item_id:path}/image", tags=["items"], response_class=FileResponse,

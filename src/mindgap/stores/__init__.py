@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..registry import stores
@@ -33,8 +34,23 @@ def open_store(uri: str, **options: Any) -> VectorStore:
     return stores.create(uri, **options)
 
 
+def local_path(uri: str) -> Path | None:
+    """The file or folder behind a store URI; ``None`` for in-memory and remote stores.
+
+    Reads the URI as :func:`open_store` does: a path without a known scheme (a Windows drive
+    letter included) is a bare LanceDB path.
+    """
+    scheme, sep, rest = uri.partition(":")
+    if not sep or scheme not in stores.names():
+        rest = uri
+    rest = rest.split("?", 1)[0]
+    if not rest or "://" in rest:
+        return None
+    return Path(rest).expanduser()
+
+
 def list_stores() -> dict[str, str]:
     return stores.describe()
 
 
-__all__ = ["BaseStore", "VectorStore", "open_store", "list_stores"]
+__all__ = ["BaseStore", "VectorStore", "open_store", "list_stores", "local_path"]
