@@ -30,7 +30,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -67,14 +66,6 @@ def build_store(n_images: int) -> str:
     r.fit_gap("zscore", calib_fit(r, n=200), make_default=True)
     stamp.write_text(json.dumps({"images": n_images}))
     return f"exact:{STORE}"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def rss_mb(pid: int) -> float:
@@ -195,6 +186,8 @@ def summarise(samples: list, wall: float) -> dict:
 def run_once(store: str, clients: int, seconds: float, warmup: float, max_batch: int, queries: list[str],
              images: list[bytes]) -> dict:
     import httpx
+
+    from mindgap.server.threaded import free_port
 
     port = free_port()
     proc = start_server(store, port, max_batch)

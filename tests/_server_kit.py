@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mindgap.server.threaded import free_port  # noqa: F401 - re-exported for the server tests
 
 N_IMAGES = 40
 N_CALIB = 30
@@ -109,14 +110,6 @@ def bomb_png(side: int = 30000) -> bytes:
     # one compressed row of zeros is enough for the header check; the decoder never gets that far
     idat = zlib.compress(b"\x00" * (side * 3 + 1))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_cli_server(store: str, port: int, *args: str, env: dict | None = None,

@@ -105,10 +105,10 @@ def milvus_server(tmp_path_factory):
     import sys
     import time
 
+    from mindgap.server.threaded import free_port
+
     pytest.importorskip("milvus_lite")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     data = tmp_path_factory.mktemp("milvus-server")
     # The log goes to a file: an unread PIPE fills up (64 KiB) and then blocks the server mid-test.
     log = open(data / "server.log", "wb")

@@ -549,14 +549,11 @@ def test_milvus_server_second_writer_keeps_the_first_ones_batches(milvus_server)
 
 def test_milvus_server_unreachable_is_a_clear_error(monkeypatch):
     """No server on the port: a StoreError naming the address (after the retries), no traceback."""
-    import socket
-
     import mindgap.stores.milvus as mv
+    from mindgap.server.threaded import free_port
 
     pytest.importorskip("pymilvus")
     monkeypatch.setattr(mv, "SERVER_CONNECT_TRIES", 1)  # each try waits pymilvus' 10 s
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # released again: nothing listens there
     with pytest.raises(StoreError, match=rf"cannot open Milvus .*127\.0\.0\.1:{port} running and reachable"):
         open_store(f"milvus:http://127.0.0.1:{port}?collection=nobody")

@@ -15,6 +15,13 @@ from typing import Any
 from ..errors import MindgapError, require
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (bind to port 0, read it back, release it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class ServerHandle:
     """A server running in a background thread; ``stop()`` ends it (lifespan shutdown included).
@@ -68,4 +75,4 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup
     return ServerHandle(url=f"http://{host}:{real_port}", server=server, thread=thread, api_prefix=api_prefix)
 
 
-__all__ = ["ServerHandle", "serve_in_thread"]
+__all__ = ["ServerHandle", "free_port", "serve_in_thread"]
