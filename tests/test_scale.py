@@ -186,6 +186,7 @@ def test_milvus_server_keeps_gap_correctors_with_the_data(milvus_server, real, o
     for b in range(0, 3000, 1000):
         r.store.add(real["items"][b : b + 1000], real["vecs"][b : b + 1000])
     r.store.add(real["items"][N_TEXT : N_TEXT + 1000], real["vecs"][N_TEXT : N_TEXT + 1000])
+    r.store.build_index()  # the server indexes in the background: settle it so both clients search one index
     q = real["q"]
     r.fit_gap("zscore", data=r.pseudo_pairs(q), make_default=True)
     first = r.search_vectors(q, k=10)

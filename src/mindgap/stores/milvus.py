@@ -55,6 +55,8 @@ _BLOCK = 1 << 20  # batch numbers a writer reserves at a time
 
 #: Connection attempts for a Milvus server before giving up (each waits up to pymilvus' 10 s).
 SERVER_CONNECT_TRIES = 3
+#: Longest wait in ``build_index`` for a server to finish indexing what was flushed.
+INDEX_WAIT_S = 120.0
 
 
 def expr_str(s: str) -> str:
@@ -413,14 +415,22 @@ class MilvusStore(BaseStore):
     def build_index(self) -> None:
         """Seal what was written so Milvus builds the per-segment indexes now (flush).
 
-        milvus-lite compacts and (re)builds indexes in a background thread after a flush, and
-        ANN results change until it is done; in-process we wait for it (its private
-        ``_wait_for_bg``, best effort), so searches after ``build_index`` are stable.
+        Milvus (re)builds indexes in the background after a flush, and ANN results change until
+        it is done; so we wait for it — on a server until ``describe_index`` reports no pending
+        rows (at most ``INDEX_WAIT_S``), in-process milvus-lite through its private
+        ``_wait_for_bg`` (best effort) — and searches after ``build_index`` are stable.
         """
         if not self.client.has_collection(self.col):
             return
         self.client.flush(self.col)
-        if not self.server:
+        if self.server:
+            deadline = time.monotonic() + INDEX_WAIT_S
+            while time.monotonic() < deadline:
+                info = self.client.describe_index(self.col, "vector") or {}
+                if int(info.get("pending_index_rows", 0) or 0) == 0:
+                    break
+                time.sleep(0.2)
+        else:
             try:
                 from milvus_lite import server_manager_instance
 
