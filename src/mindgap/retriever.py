@@ -24,7 +24,7 @@ from .errors import ImageError, InputError, MindgapError, StoreError
 from .gap import FitData, GapCorrector, corrector_from_dict, make_corrector
 from .manifest import Manifest, encoder_training_info
 from .stores import VectorStore, open_store
-from .text import embed_long_texts
+from .text import check_unicode, embed_long_texts
 from .types import MODALITIES, Hit, Item, Modality
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ class Retriever:
             raise InputError("give a query text or a query image", item="query")
         if text is not None and str(text).strip() and image is not None:
             raise InputError("give a query text or a query image, not both", item="query")
+        check_unicode(text, "query")
         if image is not None:
             return self.encoder.encode_image([image], show_progress=False), Modality.IMAGE
         return self.encoder.encode_text([str(text)], show_progress=False), Modality.TEXT
@@ -353,6 +354,7 @@ class Retriever:
     def search_many(self, texts: Sequence[str], *, k: int = 10, gap: str | None = None,
                     modality: Modality | str | None = None, batch_size: int = 256) -> list[list[Hit]]:
         """Batched text queries (encoder and store both batched)."""
+        check_unicode(list(texts), "queries")
         out: list[list[Hit]] = []
         for s in range(0, len(texts), batch_size):
             q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,55 @@ def decode_text(data: bytes, name: str = "<bytes>") -> str:
             "convert the file to UTF-8",
             item=name,
         ) from None
+
+
+def unicode_problem(value: Any, field: str) -> str | None:
+    """Where ``value`` holds text that is not valid Unicode, as ``"<field>: <why>"``; ``None`` if clean.
+
+    A lone UTF-16 surrogate (the JSON escape ``"\\ud800"``, or a file name decoded with
+    ``surrogateescape``) is a ``str`` Python accepts but UTF-8 cannot encode: stored, it
+    breaks every later read. Strings, dict keys and values and list entries are checked,
+    nested; the field path names the first bad one (``metadata.title``, ``texts[2]``).
+
+    Example:
+        >>> unicode_problem({"title": "ok", "note": "bad \\ud800"}, "metadata")
+        'metadata.note: not valid Unicode (lone surrogate U+D800 at character 5)'
+        >>> unicode_problem(["fine"], "texts") is None
+        True
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{field}: not valid Unicode (lone surrogate U+{ord(value[exc.start]):04X} at character {exc.start + 1})"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{field}.{k}" if isinstance(k, str) and unicode_problem(k, "") is None else f"{field} key"
+            found = unicode_problem(k, name) or unicode_problem(v, name)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = unicode_problem(v, f"{field}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_unicode(value: Any, field: str) -> None:
+    """Raise :class:`InputError` naming the field when ``value`` holds invalid Unicode (see :func:`unicode_problem`)."""
+    found = unicode_problem(value, field)
+    if found:
+        where, _, why = found.partition(": ")
+        raise InputError(why + "; send UTF-8 text (JSON escapes \\ud800-\\udfff must come in valid pairs)",
+                         item=where)
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print or store as UTF-8: lone surrogates become ``\\udXXX`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -67,6 +117,7 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
             t = decode_text(bytes(t), name=f"texts[{i}]")
         if not isinstance(t, str):
             raise InputError(f"expected str, got {type(t).__name__}", item=f"texts[{i}]")
+        check_unicode(t, f"texts[{i}]")
         out.append(t)
     return out
 

@@ -13,8 +13,17 @@ err_console = Console(stderr=True)
 
 
 def print_json(obj: Any) -> None:
-    """Print machine-readable JSON to stdout (no rich markup)."""
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    """Print machine-readable JSON to stdout (no rich markup).
+
+    A lone surrogate (a store written before mindgap refused them) is printed as its JSON
+    escape instead of crashing the UTF-8 encoder.
+    """
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, indent=2, ensure_ascii=True, default=str)
+    print(text)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

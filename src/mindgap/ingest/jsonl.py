@@ -10,7 +10,9 @@ Format (``.jsonl`` or ``.jsonl.gz``, UTF-8)::
   JSONL file's folder, or absolute) — an image's optional ``caption`` (or ``title``) is
   stored with it for display and text-only RAG generators;
 * every other field, and the keys of an optional ``metadata`` object, are kept as metadata;
-* an optional ``modality`` field must agree with the text/image field.
+* an optional ``modality`` field must agree with the text/image field;
+* every string (keys included) must be valid Unicode: a lone surrogate escape such as
+  ``"\\ud800"`` makes the line a bad line.
 
 Bad lines are not fatal: each becomes a ``("<file>:<line>", reason)`` skip record whose
 reason names the line number, and the rest of the file is indexed.
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..text import unicode_problem
 from ..types import Item, Modality
 
 Skip = tuple[str, str]
@@ -66,6 +69,9 @@ def _parse(raw: bytes, ln: int, base: Path, first_line: dict[str, int]) -> Item 
         return f"line {ln}: not valid JSON ({getattr(exc, 'msg', exc)} at column {getattr(exc, 'colno', '?')})"
     if not isinstance(rec, dict):
         return f"line {ln}: expected a JSON object, got {type(rec).__name__}"
+    bad = unicode_problem(rec, "field")
+    if bad:  # a lone surrogate escape ("\ud800") parses but cannot be stored or printed
+        return f"line {ln}: {bad.removeprefix('field.')}"
     rid = rec.get("id")
     if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not str(rid).strip():
         return f"line {ln}: missing or empty 'id' (a string or integer is required)"

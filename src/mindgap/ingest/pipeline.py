@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageError, InputError
 from ..images import load_image
+from ..text import printable, unicode_problem
 from ..types import Item, Modality
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,12 +50,23 @@ def decode_image(it: Item) -> Any:
         return exc
 
 
+def item_unicode_problem(it: Item) -> str | None:
+    """The first field of ``it`` (id, text, uri, metadata) that is not valid Unicode, as ``"field: why"``."""
+    return (unicode_problem(it.id, "id") or unicode_problem(it.text, "text") or unicode_problem(it.uri, "uri")
+            or unicode_problem(it.metadata, "metadata"))
+
+
 def _batches(items: Iterable[Item | tuple[str, str]], size: int, report: IngestReport, bar: Any,
              seen: set[str]) -> Iterator[list[Item]]:
     batch: list[Item] = []
     for it in items:
         if isinstance(it, tuple):  # (source, reason) skip record from ingest
-            report.skipped.append((str(it[0]), str(it[1])))
+            report.skipped.append((printable(str(it[0])), printable(str(it[1]))))
+            bar.update(1)
+            continue
+        bad = item_unicode_problem(it)
+        if bad:  # every source passes here: one policy for text that cannot be stored (skip, report)
+            report.skipped.append((printable(it.id), bad))
             bar.update(1)
             continue
         if it.id in seen:  # the same id twice in one run: the first one wins

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse
 from ..errors import InputError
 from ..fileio import write_bytes_atomic
 from ..images import sniff_image_bytes
+from ..text import check_unicode
 from ..types import Hit, Item, Modality
 from .schemas import (
     MAX_K, MAX_TEXT_CHARS, AskRequest, AskResponse, DeleteResponse, EmbedResponse, EmbedTextRequest, ErrorResponse,
@@ -84,6 +85,7 @@ def _clean_name(name: Optional[str], i: int) -> str:
 
 def _check_texts(texts: list, field: str) -> list:
     for i, t in enumerate(texts):
+        check_unicode(t, f"{field}[{i}]")
         if len(t) > MAX_TEXT_CHARS:
             raise InputError(f"text longer than {MAX_TEXT_CHARS:,} characters", item=f"{field}[{i}]")
         if not t.strip():
@@ -151,6 +153,9 @@ def _prepare_items(state: Any, items: list) -> list:
     out = []
     for i, it in enumerate(items):
         where = f"items[{i}]"
+        # text that is not valid Unicode (a lone "\ud800" escape) is refused here: stored, it breaks every read
+        for name in ("id", "text", "metadata"):
+            check_unicode(getattr(it, name), f"{where}.{name}")
         if it.modality == "text":
             if it.image_base64 is not None:
                 raise InputError("a text item takes `text`, not `image_base64`", item=f"{where}.image_base64")
@@ -297,6 +302,7 @@ def router(cfg: Any) -> APIRouter:
             hits = await run_search(state, q, Modality.TEXT, body.k, body.gap, None, body.question)
         elif not body.question.strip():
             raise InputError("empty question", item="question")
+        check_unicode(body.question, "question")
 
         def answer() -> Any:
             with state.lock.read():
