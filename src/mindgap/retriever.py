@@ -14,7 +14,6 @@ import logging
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +23,11 @@ from .errors import ImageError, InputError, MindgapError, StoreError
 from .gap import FitData, GapCorrector, corrector_from_dict, make_corrector
 from .manifest import Manifest, encoder_training_info
 from .stores import VectorStore, open_store
+from .ingest.report import IngestReport
 from .text import check_unicode, embed_long_texts
 from .types import MODALITIES, Hit, Item, Modality
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class IngestReport:
-    """Summary of one ``index`` run.
-
-    Attributes:
-        added: items embedded and committed, per modality.
-        already_present: items whose id the store already held (or repeated in the source).
-        present: ``already_present`` per modality.
-        skipped: ``(item, reason)`` for everything that could not be indexed.
-        seconds: wall time of the run.
-    """
-
-    added: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
-    present: dict[str, int] = field(default_factory=lambda: {"text": 0, "image": 0})
-    seconds: float = 0.0
-
-    @property
-    def already_present(self) -> int:
-        return sum(self.present.values())
-
-    def mark_present(self, item: Item) -> None:
-        """Count an item the store already held (or that the source repeated)."""
-        self.present[item.modality.value] += 1
-
-    @property
-    def handled(self) -> int:
-        """Every item the run saw: added, already present or skipped."""
-        return sum(self.added.values()) + self.already_present + len(self.skipped)
-
-    @property
-    def items_per_second(self) -> float:
-        """Throughput over every item handled (added, present or skipped)."""
-        return self.handled / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "already_present": self.already_present, "present": self.present,
-                "skipped": [{"item": i, "reason": r} for i, r in self.skipped],
-                "seconds": round(self.seconds, 3), "items_per_second": round(self.items_per_second, 2)}
 
 
 class TrainingOverlapError(InputError):
@@ -136,7 +95,7 @@ class Retriever:
         return m
 
     # -- ingestion --------------------------------------------------------------------------
-    def embed_items(self, items: Sequence[Item], *, decoded: dict[str, Any] | None = None
+    def embed_items(self, items: Sequence[Item], *, decoded: dict[str, Any] | None = None, encoder: Any = None
                     ) -> tuple[list[Item], np.ndarray, list[tuple[str, str]]]:
         """Embed items; bad ones are returned as ``(id, reason)`` instead of failing the batch.
 
@@ -144,12 +103,15 @@ class Retriever:
             items: text and image items.
             decoded: image id → already decoded PIL image (or the ``ImageError`` decoding
                 raised), from the ingestion pipeline's decode threads; others are decoded here.
+            encoder: encode with this stand-in for the store's encoder (same name and dim;
+                the server's runs chunks on its model thread).
 
         Returns:
             ``(embedded items, their (n, d) vectors in that order, skipped (id, reason))``.
         """
         from .images import load_image
 
+        enc = encoder if encoder is not None else self.encoder
         ok: list[Item] = []
         vecs: list[np.ndarray] = []
         skipped: list[tuple[str, str]] = []
@@ -162,7 +124,8 @@ class Retriever:
             else:
                 good_t.append(it)
         if good_t:
-            vecs.append(embed_long_texts([it.text or "" for it in good_t], self._encode_text_plain, mode=self.text_mode))
+            vecs.append(embed_long_texts([it.text or "" for it in good_t], lambda t: self._encode_text_plain(t, enc),
+                                         mode=self.text_mode))
             ok.extend(good_t)
         pil, good_i = [], []
         for it in images:
@@ -179,17 +142,17 @@ class Retriever:
             except ImageError as exc:
                 skipped.append((it.id, str(exc)))
         if pil:
-            vecs.append(self.encoder.encode_image(pil, show_progress=False))
+            vecs.append(enc.encode_image(pil, show_progress=False))
             ok.extend(good_i)
-        mat = np.concatenate(vecs) if vecs else np.zeros((0, self.encoder.dim), np.float32)
+        mat = np.concatenate(vecs) if vecs else np.zeros((0, enc.dim), np.float32)
         return ok, mat, skipped
 
-    def _encode_text_plain(self, texts: list[str]) -> np.ndarray:
+    def _encode_text_plain(self, texts: list[str], encoder: Any = None) -> np.ndarray:
         # Encode in length order so each encoder batch pads to similar lengths (1.3–2.3x faster
         # on MMQA passages' sentences, measured on the shared machine; results equal to ~1e-7),
         # then restore the order.
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = self.encoder.encode_text([texts[i] for i in order], show_progress=False)
+        out = (encoder or self.encoder).encode_text([texts[i] for i in order], show_progress=False)
         res = np.empty_like(out)
         res[order] = out
         return res
@@ -212,6 +175,32 @@ class Retriever:
                              workers=workers, prefetch=prefetch)
         finally:
             self._item_cache.clear()
+
+    def add_embedded(self, items: Sequence[Item], vectors: np.ndarray,
+                     skipped: Sequence[tuple[str, str]] = ()) -> IngestReport:
+        """Commit items embedded beforehand (:meth:`embed_items`) in one atomic ``store.add``.
+
+        Ids the store already holds (or repeated in ``items``) are reported as present, never
+        overwritten. The caller holds whatever write lock it needs; embedding happens before.
+        """
+        report = IngestReport(skipped=list(skipped))
+        self.manifest  # noqa: B018 - a new store gets its manifest (encoder spec, dim) before the first batch
+        present = self.store.has([it.id for it in items])
+        seen: set[str] = set()
+        keep: list[int] = []
+        for i, it in enumerate(items):
+            if it.id in present or it.id in seen:
+                report.mark_present(it)
+            else:
+                seen.add(it.id)
+                keep.append(i)
+        if keep:
+            fresh = [items[i] for i in keep]
+            self.store.add(fresh, np.asarray(vectors)[keep])
+            for it in fresh:
+                report.added[it.modality.value] += 1
+            self._item_cache.clear()
+        return report
 
     def index_source(self, source: str | Path, *, append: bool = False, **options: Any) -> IngestReport:
         """Ingest a folder, JSONL file, MMQA folder or image–caption folder (the CLI's ``mindgap index``).
@@ -256,7 +245,7 @@ class Retriever:
                     self._gaps[name] = corrector_from_dict(entry)
                 else:
                     c = make_corrector(name)
-                    if c.needs_pairs or c.name not in {"naive"}:
+                    if c.needs_pairs or type(c).fit is not GapCorrector.fit:  # fitted ones must be in the manifest
                         fitted = sorted(self.manifest.gap) + ["naive"]
                         raise InputError(
                             f"gap corrector {name!r} is not fitted for this store (fitted: {', '.join(fitted)}); "
@@ -276,12 +265,15 @@ class Retriever:
 
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
                        k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
-                       fetch: bool = True, texts: Sequence[str] | None = None) -> list[list[Hit]]:
+                       fetch: bool = True, texts: Sequence[str] | None = None,
+                       min_prob: float | None = None) -> list[list[Hit]]:
         """Gap-corrected exact top-k for a batch of query embeddings.
 
         Per modality: top-k by cosine (the store's index, or a scan of transformed vectors
         for embedding-level correctors), rescored by the corrector, merged on the score.
         ``texts`` (the query strings) reach correctors that route on text (``modal-clf:bert``).
+        ``min_prob`` drops candidates whose P(relevant) is below it (probability correctors
+        such as ``calibrated`` only): "nothing here is likely relevant" becomes an empty list.
         """
         from .stores.base import topk_rows
 
@@ -291,6 +283,10 @@ class Retriever:
         gap_name = self.gap_name(gap)
         corr = self.gap(gap_name)
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if min_prob is not None and not getattr(corr, "gives_probability", False):
+            raise InputError(f"min_prob needs a probability corrector (e.g. calibrated); {gap_name!r} gives scores, "
+                             "not probabilities", item="min_prob")
+        depth = max(int(k), int(getattr(corr, "list_depth", None) or 0))  # list-level correctors score a fixed depth
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)
         routes = corr.route(q, qmod, texts=texts) if getattr(corr, "uses_query_text", False) else corr.route(q, qmod)
         per_query: list[list[tuple[float, float, str, Modality, int]]] = [[] for _ in range(len(q))]
@@ -300,19 +296,21 @@ class Retriever:
             qm = corr.prepare_query(q, qmod, m)
             if corr.transforms_items:
                 ids, mat = self._items_matrix(corr, gap_name, m)
-                idx, vals = topk_rows(qm @ mat.T, k)
+                idx, vals = topk_rows(qm @ mat.T, depth)
                 res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
             else:
-                res = self.store.search(qm, k, m)
+                res = self.store.search(qm, depth, m)
             for qi, hits in enumerate(res):
                 if routes is not None and m not in routes[qi]:
                     continue
                 if not hits:
                     continue
                 sims = np.array([s for _, s in hits], dtype=np.float32)
-                scores = corr.score(sims[None, :], qmod, m)[0]
+                scores = corr.score_query(sims[None, :], q[qi : qi + 1], qmod, m)[0]
+                probs = None if min_prob is None else corr.probability(sims[None, :], q[qi : qi + 1], qmod, m)[0]
                 for r, ((iid, sim), sc) in enumerate(zip(hits, scores), 1):
-                    per_query[qi].append((float(sc), sim, iid, m, r))
+                    if probs is None or probs[r - 1] >= min_prob:
+                        per_query[qi].append((float(sc), sim, iid, m, r))
         out: list[list[Hit]] = []
         for qi, cands in enumerate(per_query):
             cands.sort(key=lambda c: (-c[0], c[2]))
@@ -345,21 +343,22 @@ class Retriever:
                     h.cosine = float(q[qi] @ vec[h.id])
 
     def search(self, text: str | None = None, *, image: Any = None, k: int = 10, gap: str | None = None,
-               modality: Modality | str | None = None) -> list[Hit]:
+               modality: Modality | str | None = None, min_prob: float | None = None) -> list[Hit]:
         """Search with one text or image query. See :meth:`search_vectors`."""
         q, qmod = self.embed_query(text, image)
         texts = [str(text)] if qmod == Modality.TEXT else None
-        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts)[0]
+        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts, min_prob=min_prob)[0]
 
     def search_many(self, texts: Sequence[str], *, k: int = 10, gap: str | None = None,
-                    modality: Modality | str | None = None, batch_size: int = 256) -> list[list[Hit]]:
+                    modality: Modality | str | None = None, batch_size: int = 256,
+                    min_prob: float | None = None) -> list[list[Hit]]:
         """Batched text queries (encoder and store both batched)."""
         check_unicode(list(texts), "queries")
         out: list[list[Hit]] = []
         for s in range(0, len(texts), batch_size):
             q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)
             out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality,
-                                           texts=list(texts[s : s + batch_size])))
+                                           texts=list(texts[s : s + batch_size]), min_prob=min_prob))
         return out
 
     # -- fitting gap correctors ----------------------------------------------------------
@@ -430,6 +429,8 @@ class Retriever:
                 data = FitData()
         if not data.corpus:
             data.corpus = self.corpus_sample(corpus_sample)
+        if not data.counts:
+            data.counts = {m.value: self.store.count(m) for m in MODALITIES}
         try:
             corr.fit(data)
         except MindgapError:

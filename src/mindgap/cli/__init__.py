@@ -42,10 +42,53 @@ for _name in COMMAND_MODULES:
     _mod.register(app)
 
 
+_BOOL_WORDS = {"true": True, "false": False}
+
+
+def flag_values(argv: list[str]) -> list[str]:
+    """Accept ``--flag true`` / ``--flag false`` (and ``--flag=true``) for on/off flags.
+
+    The help shows every flag as ``<bool>``, so users write a value after it; click would
+    take ``true`` as an extra argument. Only the literal words ``true`` / ``false`` after a
+    flag of the command being run are read this way.
+
+    Example:
+        >>> flag_values(["index", "kb.jsonl", "--store", "kb", "--append", "true", "--no-progress", "false"])
+        ['index', 'kb.jsonl', '--store', 'kb', '--append']
+    """
+    if not argv:
+        return argv
+    try:
+        cmd = typer.main.get_command(app)
+        sub = getattr(cmd, "commands", {}).get(argv[0])
+    except Exception:  # noqa: BLE001 - never let argument sugar break the real parser
+        return argv
+    if sub is None:
+        return argv
+    flags = {o for p in sub.params if getattr(p, "is_flag", False) and not getattr(p, "secondary_opts", None)
+             for o in p.opts}
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            out += argv[i:]
+            break
+        name, eq, val = a.partition("=")
+        if eq and name in flags and val.lower() in _BOOL_WORDS:
+            out += [name] if _BOOL_WORDS[val.lower()] else []
+        elif a in flags and i + 1 < len(argv) and argv[i + 1].lower() in _BOOL_WORDS:
+            out += [a] if _BOOL_WORDS[argv[i + 1].lower()] else []
+            i += 1
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mindgap`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=flag_values(list(sys.argv[1:] if argv is None else argv)), standalone_mode=False)
     except MindgapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2

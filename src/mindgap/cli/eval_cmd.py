@@ -80,7 +80,7 @@ def _register_eval(app: typer.Typer) -> None:
         if enc_spec is None:
             from ..stores import open_store
 
-            st = open_store(store)
+            st = open_store(store, create=False)
             enc_spec = st.manifest.encoder_spec if st.manifest is not None else None
             st.close()
         if Path(bench).suffix == ".jsonl" or Path(bench).exists():

@@ -20,16 +20,13 @@ ANN_KINDS = ("hnsw", "ivf", "ivfpq", "flat")
 def open_existing_store(uri: str) -> Any:
     """Open a store that must already exist (search, rm, info, fit-gap): a clear error otherwise.
 
-    Opening some backends at a new path would create an empty store there, so the path is
-    checked first.
+    Opening some backends at a new path would create an empty store there: ``create=False``
+    refuses a missing path, and a URI naming another backend than the store's is refused.
     """
     from ..errors import StoreError
-    from ..stores import local_path, open_store
+    from ..stores import open_store
 
-    p = local_path(uri)
-    if p is not None and not p.exists():
-        raise StoreError("no store at this path (build one with `mindgap index SOURCE --store URI`)", item=uri)
-    st = open_store(uri)
+    st = open_store(uri, create=False)
     if st.manifest is None:
         st.close()
         raise StoreError("not a mindgap store (no manifest: nothing was indexed here)", item=uri)
@@ -57,6 +54,27 @@ def open_store_for_index(uri: str, ann: str | None) -> Any:
         return open_store(uri, index=ann)
     except TypeError:
         raise InputError(f"this store backend takes no ANN index option (--ann {ann})", item=uri) from None
+
+
+def _new_local_path(uri: str) -> Path | None:
+    """The local path a store URI would create, when nothing is there yet (else ``None``)."""
+    from ..stores import local_path
+
+    p = local_path(uri)
+    return p if p is not None and not p.exists() and not p.is_symlink() else None
+
+
+def _remove_new_store(p: Path) -> None:
+    """Remove what opening a new store created at ``p`` (a folder, or a milvus-lite file and its manifest).
+
+    Only called for a path that did not exist when the command began.
+    """
+    import shutil
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink(missing_ok=True)
 
 
 #: Encoders loaded by this process, one per spec (in-process callers such as tests run many commands).
@@ -146,7 +164,9 @@ def register(app: typer.Typer) -> None:
         if text_mode is not None and text_mode not in ("sentences", "truncate"):
             raise InputError(f"--text-mode must be 'sentences' or 'truncate', got {text_mode!r}", item="--text-mode")
         _, _, key = plan_source(source, kind=kind, split=split, tables=tables, captions_as_text=captions_as_text)
+        new_path = _new_local_path(store)
         st = open_store_for_index(store, ann)
+        rep = None
         try:
             check_append(st, key, append)  # refusals come before any model is loaded
             m = st.manifest
@@ -159,6 +179,8 @@ def register(app: typer.Typer) -> None:
                                     progress=not no_progress, workers=workers)
         finally:
             st.close()
+            if new_path is not None and (rep is None or sum(rep.added.values()) == 0):
+                _remove_new_store(new_path)  # a store this command created but filled with nothing
         if json_out:
             print_json({"source": source, "store": store, **rep.to_dict()})
         else:

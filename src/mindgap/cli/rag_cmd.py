@@ -42,13 +42,14 @@ def register(app: typer.Typer) -> None:
         from ..errors import StoreError
         from ..rag import RagPipeline, load_generator
         from ..retriever import Retriever
+        from ..stores import open_store
 
         gen = load_generator(generator)
         if context_window:
             gen.context_window = int(context_window)
         retr = None
         if not no_rag:
-            retr = Retriever(store)
+            retr = Retriever(open_store(store, create=False))  # asking creates nothing
             if retr.store.count() == 0:
                 raise StoreError("the store is empty (nothing indexed there yet?): `mindgap index` it first",
                                  item=store)
@@ -132,14 +133,18 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host"),
         port: int = typer.Option(8001, "--port"),
         model_name: str = typer.Option(None, "--model-name", help="Model id clients send (default: smollm2)."),
-        api_key: str = typer.Option(None, "--api-key", envvar="MINDGAP_SERVER_API_KEY",
-                                    help="Require this bearer token."),
+        api_key: str = typer.Option(None, "--api-key",
+                                    help="Require this bearer token. Default: $MINDGAP_API_KEY "
+                                         "($MINDGAP_SERVER_API_KEY: deprecated alias)."),
     ) -> None:
         """Serve a generator as an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+        from ..env import api_key as env_api_key
         from ..errors import require
         from ..rag.openai_server import create_app
+        from ..server.threaded import bind_socket
 
         uvicorn = require("uvicorn", "server")
-        app = create_app(generator, model_name=model_name, api_key=api_key)
+        sock = bind_socket(host, port)  # a port in use fails before anything is announced
+        app = create_app(generator, model_name=model_name, api_key=(api_key or "").strip() or env_api_key())
         err_console.print(f"serving {generator} as {app.state.model_name!r} on http://{host}:{port}/v1")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

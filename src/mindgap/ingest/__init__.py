@@ -46,9 +46,10 @@ from .captions import count_captions, is_caption_dir, iter_captions
 from .folder import count_folder, iter_folder
 from .jsonl import count_jsonl, iter_jsonl
 from .mmqa import count_mmqa, is_mmqa_dir, iter_mmqa
+from .report import IngestReport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..retriever import IngestReport, Retriever
+    from ..retriever import Retriever
 
 Skip = tuple[str, str]
 SOURCE_KINDS = ("folder", "jsonl", "mmqa", "captions")
@@ -150,10 +151,24 @@ def count_source(source: str | Path, *, kind: str | None = None, split: str | No
 
 def plan_source(source: str | Path, *, kind: str | None = None, split: str | None = None, tables: bool = False,
                 captions_as_text: bool = False) -> tuple[Path, str, str]:
-    """Resolve a source without reading it: ``(path, kind, manifest key)``; clear errors for bad ones."""
+    """Resolve a source: ``(path, kind, manifest key)``; clear errors for bad ones, an empty one included.
+
+    Raises:
+        InputError: the source does not exist, has an unknown kind, or is empty (a JSONL file
+            without a non-blank line, a folder without a visible file).
+    """
     path = resolve_source(source)
     kind = _check_kind(path, kind)
+    check_not_empty(path, kind)
     return path, kind, source_key(path, kind, split=split, tables=tables, captions_as_text=captions_as_text)
+
+
+def check_not_empty(path: Path, kind: str) -> None:
+    """Refuse a JSONL file or a folder with nothing in it, before a store is touched."""
+    if kind == "jsonl" and count_jsonl(path) == 0:
+        raise InputError("the file is empty: no JSONL lines to index (one JSON object per line)", item=str(path))
+    if kind == "folder" and next(iter_folder(path), None) is None:
+        raise InputError("the folder is empty: no files to index (images, .txt or .md)", item=str(path))
 
 
 def check_append(store: Any, key: str, append: bool) -> None:
@@ -192,11 +207,11 @@ def index_source(retriever: Retriever, source: str | Path, *, kind: str | None =
         InputError: unknown source, or a different source into a non-empty store without ``append``.
 
     Returns:
-        the :class:`~mindgap.retriever.IngestReport` (added per modality, already present,
+        the :class:`~mindgap.ingest.report.IngestReport` (added per modality, already present,
         skipped items with reasons, seconds).
     """
     opts = {"split": split, "tables": tables, "captions_as_text": captions_as_text}
-    path, kind, key = plan_source(source, kind=kind, **opts)
+    path, kind, key = plan_source(source, kind=kind, **opts)  # an empty source is refused here
     check_append(retriever.store, key, append)
     total = count_source(path, kind=kind, limit=limit, **opts) if progress else None
     items = iter_source(path, kind=kind, limit=limit, **opts)
@@ -204,5 +219,5 @@ def index_source(retriever: Retriever, source: str | Path, *, kind: str | None =
                            workers=workers, **index_options)
 
 
-__all__ = ["SOURCE_KINDS", "Skip", "check_append", "count_source", "detect_kind", "index_source", "iter_source",
+__all__ = ["SOURCE_KINDS", "IngestReport", "Skip", "check_append", "check_not_empty", "count_source", "detect_kind", "index_source", "iter_source",
            "plan_source", "resolve_source", "source_key"]

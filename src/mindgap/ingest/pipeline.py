@@ -30,9 +30,10 @@ from ..errors import ImageError, InputError
 from ..images import load_image
 from ..text import printable, unicode_problem
 from ..types import Item, Modality
+from .report import IngestReport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..retriever import IngestReport, Retriever
+    from ..retriever import Retriever
 
 
 def default_workers() -> int:
@@ -88,17 +89,26 @@ def run_index(retr: Retriever, items: Iterable[Item | tuple[str, str]], *, batch
     """Embed and add ``items`` in committed batches (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    from ..retriever import IngestReport
-
     if int(batch_size) < 1:
         raise InputError("batch_size must be >= 1", item="batch_size")
     report = IngestReport()
-    m = retr.manifest  # creates the store's manifest (encoder spec, dim) before the first batch
     retr.encoder  # noqa: B018 - load the model before the clock starts: the rate measures ingestion
     t0 = time.perf_counter()
-    if source and source not in m.sources:
-        m.sources.append(source)
-        retr.store.save_manifest(m)
+    recorded = False
+
+    def record_source() -> None:
+        # the manifest (encoder spec, dim, sources) is written before the first commit, and only
+        # then: a run that commits nothing leaves a new store without one
+        nonlocal recorded
+        if not recorded:
+            m = retr.manifest
+            if source and source not in m.sources:
+                m.sources.append(source)
+                retr.store.save_manifest(m)
+            recorded = True
+
+    if retr.store.manifest is not None:
+        record_source()
     bar = tqdm(total=total, unit="item", desc="index", disable=not progress, smoothing=0.1, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="mindgap-decode")
     pending: deque[tuple[list[Item], list[Item], dict[str, Future]]] = deque()
@@ -109,6 +119,7 @@ def run_index(retr: Retriever, items: Iterable[Item | tuple[str, str]], *, batch
             good, vecs, skipped = retr.embed_items(fresh, decoded=decoded)
             report.skipped.extend(skipped)
             if good:
+                record_source()
                 # ids were checked when the batch was formed; stores take one writer at a time,
                 # so every one of them is new here
                 retr.store.add(good, vecs)

@@ -15,7 +15,6 @@ runs in threads (:mod:`mindgap.server.workers`), every error is JSON with a stab
 # no `from __future__ import annotations`: FastAPI resolves route signatures at runtime.
 
 import logging
-import os
 import resource
 import sys
 import tempfile
@@ -31,7 +30,9 @@ from ..images import max_pixels as default_max_pixels
 from ..stores import local_path
 from .threaded import ServerHandle
 from .threaded import serve_in_thread as _serve_in_thread
-from .security import BodyLimitMiddleware, SecurityHeadersMiddleware, StoreEmpty, StoreUnavailable
+from .security import (
+    AllowedHostsMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware, StoreEmpty, StoreUnavailable,
+)
 from .workers import RWLock, TextBatcher, Workers
 
 log = logging.getLogger("mindgap.server")
@@ -56,6 +57,9 @@ class ServerConfig:
         timeout_s: per-request limit on the work done for it.
         max_batch: most texts per merged encoder call.
         cors_origins: allowed browser origins (empty = CORS off).
+        allowed_hosts: ``Host`` header names accepted (``*`` = any, the default of
+            :func:`create_app`); ``mindgap serve`` defaults to the loopback names when bound
+            to a loopback address (:func:`~mindgap.server.security.default_allowed_hosts`).
         create: start on an empty new store when the store does not exist.
         upload_dir: where images posted to ``/items`` are kept (default: beside the store).
         torch_threads: intra-op threads for a PyTorch encoder (``None`` = leave as is). The
@@ -74,6 +78,7 @@ class ServerConfig:
     timeout_s: float = 60.0
     max_batch: int = 64
     cors_origins: list = field(default_factory=list)
+    allowed_hosts: list = field(default_factory=lambda: ["*"])
     create: bool = False
     upload_dir: Optional[str] = None
     warmup: bool = True
@@ -322,6 +327,8 @@ def create_app(store: Any = None, *, config: Optional[ServerConfig] = None, **op
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_upload_bytes)
+    if "*" not in cfg.allowed_hosts:
+        app.add_middleware(AllowedHostsMiddleware, allowed=list(cfg.allowed_hosts))
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 
@@ -334,5 +341,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *,
 
 
 def default_api_key() -> Optional[str]:
-    """``MINDGAP_API_KEY`` from the environment (empty = none)."""
-    return os.environ.get("MINDGAP_API_KEY") or None
+    """``MINDGAP_API_KEY`` from the environment (empty = none; see :mod:`mindgap.env`)."""
+    from ..env import api_key
+
+    return api_key()

@@ -6,6 +6,7 @@ per-request timeout; text embeddings go through the request batcher.
 
 # no `from __future__ import annotations`: FastAPI resolves route signatures at runtime.
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -28,8 +29,8 @@ from .schemas import (
     MAX_K, MAX_TEXT_CHARS, AskRequest, AskResponse, DeleteResponse, EmbedResponse, EmbedTextRequest, ErrorResponse,
     HealthResponse, IndexResponse, ItemOut, ItemsRequest, SearchResponse, SimilarityResponse,
 )
-from .security import NotFound, check_api_key, check_total_pixels, decode_upload
-from .workers import within
+from .security import NotFound, RequestTimeout, Unauthorized, check_api_key, check_total_pixels, decode_upload
+from .workers import PooledEncoder, WriteJob, within
 
 MAX_IMAGES = 16
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 409, 413, 415, 422, 504)}
@@ -176,10 +177,37 @@ def _prepare_items(state: Any, items: list) -> list:
     return out
 
 
-def _write_items(state: Any, items: list) -> Any:
-    # one atomic batch: the store commits all of it or none, before we answer
+def _write_items(state: Any, items: list, job: WriteJob) -> Any:
+    """Embed outside the store lock (chunks on the model thread), then commit one atomic batch."""
+    retr = state.retriever
+    with state.lock.read():
+        present = retr.store.has([it.id for it in items])
+    fresh = [it for it in items if it.id not in present]
+    enc = PooledEncoder(state.encoder, state.workers.model, state.config.max_batch, job)
+    good, vecs, skipped = retr.embed_items(fresh, encoder=enc)
+    job.begin_commit()
     with state.lock.write():
-        return state.retriever.index(items, batch_size=max(1, len(items)), progress=False)
+        rep = retr.add_embedded(good, vecs, skipped)
+    for it in items:
+        if it.id in present:
+            rep.mark_present(it)
+    return rep
+
+
+async def write_items(state: Any, items: list) -> Any:
+    """Run a write under the request timeout without lying: cancelled (504, nothing written) or committed."""
+    job = WriteJob()
+    task = asyncio.ensure_future(state.workers.run(state.workers.store, _write_items, state, items, job))
+    to = state.config.timeout_s
+    try:
+        return await (asyncio.wait_for(asyncio.shield(task), to) if to else task)
+    except asyncio.TimeoutError:
+        if job.cancel():
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # the worker stops at its next chunk
+            raise RequestTimeout(f"indexing took longer than the server's {to:g} s request timeout; it was "
+                                 "cancelled and nothing was written (retry, or raise --timeout)",
+                                 item="indexing") from None
+        return await task  # the commit had begun: wait for it and report what was written
 
 
 def _delete_item(state: Any, item_id: str) -> int:
@@ -199,11 +227,19 @@ def router(cfg: Any) -> APIRouter:
     to = cfg.timeout_s
 
     @public.get("/healthz", response_model=HealthResponse, tags=["meta"])
-    async def healthz(state: Any = Depends(get_state)) -> Any:
-        """Liveness: ``ok``, or ``degraded`` with the problem (e.g. the store does not exist)."""
+    async def healthz(request: Request, state: Any = Depends(get_state)) -> Any:
+        """Liveness: ``ok``, or ``degraded`` with the problem (e.g. the store does not exist).
+
+        Public; the store and the problem's details are shown only with the API key (when one is set).
+        """
+        status = "degraded" if state.problem else "ok"
+        try:
+            check_api_key(cfg.api_key, request.headers.get("authorization"), request.headers.get("x-api-key"))
+        except Unauthorized:  # no key: liveness only, nothing about the store
+            return {"status": status, "store": None,
+                    "problem": "the server has a problem (details with the API key)" if state.problem else None}
         uri = state.retriever.store.uri if state.retriever is not None else None
-        return {"status": "degraded" if state.problem else "ok", "store": uri,
-                "problem": str(state.problem) if state.problem else None}
+        return {"status": status, "store": uri, "problem": str(state.problem) if state.problem else None}
 
     @r.get("/stats", tags=["meta"])
     async def stats(state: Any = Depends(get_state)) -> dict:
@@ -319,6 +355,9 @@ def router(cfg: Any) -> APIRouter:
     async def add_items(body: ItemsRequest, state: Any = Depends(get_state)) -> Any:
         """Index items in one atomic batch; answered only once the store has committed it.
 
+        Past the server's timeout the write is cancelled before its commit (504, nothing
+        written) or, when the commit had begun, answered once it is done (200).
+
         Text items carry ``text``; image items carry the file as ``image_base64`` (never a
         path). Ids already in the store are reported, not overwritten.
         """
@@ -327,7 +366,7 @@ def router(cfg: Any) -> APIRouter:
         state.need_retriever(allow_empty=True)
         w = state.workers
         items = await within(w.run(w.store, _prepare_items, state, body.items), to, "item validation")
-        rep = await within(w.run(w.model, _write_items, state, items), to, "indexing")
+        rep = await write_items(state, items)
         d = rep.to_dict()
         d["ids"] = [it.id for it in body.items]
         d["durable"] = local_path(state.retriever.store.uri) is not None

@@ -81,7 +81,7 @@ class SearchResponse(BaseModel):
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(..., min_length=1, max_length=4000)
-    k: int = Field(10, ge=1, le=50, description="Sources to retrieve.")
+    k: int = Field(10, ge=1, le=50, strict=True, description="Sources to retrieve (an integer: `true` is not 1).")
     gap: str | None = Field(None, max_length=200, description="Gap corrector (default: the store's).")
     no_rag: bool = Field(False, description="Answer from the question alone (the w/o-RAG baseline).")
 

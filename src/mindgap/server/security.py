@@ -9,6 +9,9 @@ stack traces leave the process.
   (:func:`hmac.compare_digest`); ``/healthz``, the page and the OpenAPI schema stay public.
 * **Body size** — a pure ASGI middleware refuses a declared ``Content-Length`` over the
   limit before reading anything, and counts streamed (chunked) bodies as they arrive.
+* **Host header** — with ``allowed_hosts`` (``mindgap serve`` defaults to the loopback
+  names when bound to loopback) any other ``Host`` is refused (400 JSON ``bad_host``): a
+  DNS-rebinding page cannot reach a local server under its own name.
 * **Uploads** — the image format comes from the bytes (:func:`~mindgap.images.sniff_image_bytes`),
   never from the file name or the declared content type; the pixel count is checked
   before decoding (decompression bombs).
@@ -79,6 +82,7 @@ def check_api_key(expected: str | None, authorization: str | None, x_api_key: st
     Example:
         >>> check_api_key(None, None, None)  # no key configured: open
         >>> check_api_key("s3cret", "Bearer s3cret", None)
+        >>> check_api_key("s3cret", "Bearer s3cret", "")  # an empty header is no header
         >>> check_api_key("s3cret", None, "wrong")
         Traceback (most recent call last):
         ...
@@ -86,7 +90,8 @@ def check_api_key(expected: str | None, authorization: str | None, x_api_key: st
     """
     if not expected:
         return
-    sent = x_api_key
+    # an empty X-API-Key header is no key: it must not hide a valid Bearer token
+    sent = x_api_key if x_api_key and x_api_key.strip() else None
     if sent is None and authorization:
         scheme, _, token = authorization.partition(" ")
         sent = token.strip() if scheme.lower() == "bearer" else None
@@ -155,8 +160,77 @@ def check_total_pixels(uploads: list, max_pixels: int) -> None:
                                 f"{max_pixels:,} per request", item=name)
 
 
-def _json_error(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "item": None}}).encode()
+def _json_error(status: int, code: str, message: str, item: str | None = None) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "item": item}}).encode()
+
+
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
+
+
+def is_loopback(host: str) -> bool:
+    """``127.x.x.x``, ``::1`` or ``localhost``."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_allowed_hosts(bind_host: str) -> list[str]:
+    """The ``Host`` names a server bound to ``bind_host`` accepts by default.
+
+    Example:
+        >>> default_allowed_hosts("127.0.0.1")
+        ['localhost', '127.0.0.1', '::1']
+        >>> default_allowed_hosts("0.0.0.0")
+        ['*']
+    """
+    if is_loopback(bind_host):
+        return list(dict.fromkeys(LOOPBACK_HOSTS + [bind_host.strip("[]")]))
+    return ["*"]
+
+
+def host_name(header: str) -> str:
+    """The name part of a ``Host`` header (no port; IPv6 without brackets), lower case."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1 : h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class AllowedHostsMiddleware:
+    """Refuse requests whose ``Host`` header names none of ``allowed`` (400 JSON ``bad_host``).
+
+    Entries are names (``localhost``) or ``*.example.org`` suffix patterns; ``*`` allows any.
+    """
+
+    def __init__(self, app: Any, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = [a.strip().lower().strip("[]") for a in allowed if a.strip()]
+
+    def ok(self, host: str) -> bool:
+        name = host_name(host)
+        for a in self.allowed:
+            if a == "*" or a == name or (a.startswith("*.") and name.endswith(a[1:])):
+                return True
+        return False
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+        if self.ok(host):
+            await self.app(scope, receive, send)
+            return
+        body = _json_error(400, "bad_host", f"Host {host!r} is not served here (allowed: {', '.join(self.allowed)}; "
+                                            "start the server with --allowed-host NAME)", "host")
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:

@@ -6,6 +6,7 @@ endpoint (:mod:`mindgap.rag.openai_server`). Imports only uvicorn, and only when
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -20,6 +21,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port``, or one clear error (port in use, bad address).
+
+    Servers bind before they announce themselves, so "serving on ..." is never printed
+    for a port that another process holds.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        why = "the port is already in use (choose another with --port)" if exc.errno == errno.EADDRINUSE \
+            else (exc.strerror or str(exc))
+        raise MindgapError(f"cannot listen on {host}:{port}: {why}", item="server") from None
+    return sock
 
 
 @dataclass
@@ -55,13 +75,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup
     """Run ``app`` under uvicorn in a daemon thread; port 0 = a free port. Returns once it accepts
     connections; raises :class:`MindgapError` when it does not start within ``startup_timeout``."""
     uvicorn = require("uvicorn", "server")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise MindgapError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", item="server") from None
+    sock = bind_socket(host, port)
     real_port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=name)
@@ -75,4 +89,4 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup
     return ServerHandle(url=f"http://{host}:{real_port}", server=server, thread=thread, api_prefix=api_prefix)
 
 
-__all__ = ["ServerHandle", "free_port", "serve_in_thread"]
+__all__ = ["ServerHandle", "bind_socket", "free_port", "serve_in_thread"]

@@ -11,8 +11,13 @@
   the merged batch fail is retried alone, so one bad request never fails its neighbours.
 * :class:`RWLock` lets searches run in parallel while index writes get the store alone.
 * :func:`within` applies the per-request timeout: the client gets a 504 JSON error; the
-  thread finishes its work in the background (a thread cannot be killed safely), and a
-  write that finishes late is still atomic — retrying it with the same ids is safe.
+  thread finishes its work in the background (a thread cannot be killed safely).
+* Writes (``POST /items``) are different: a 504 must not hide a commit. A write embeds in
+  chunks of ``max_batch`` inputs, each one job on the model thread (:class:`PooledEncoder`),
+  so reads queued meanwhile run between chunks instead of behind the whole write; and a
+  :class:`WriteJob` decides the race with the timeout: before the commit begins, the
+  timeout cancels the write (nothing is written, the 504 says so); once it has begun, the
+  answer waits for it and reports what was committed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .security import RequestTimeout
+
+
+class WriteCancelled(RequestTimeout):
+    """A write cancelled by its request's timeout before anything was committed."""
 
 T = TypeVar("T")
 
@@ -82,6 +91,61 @@ async def within(awaitable: Awaitable[T], timeout: float | None, what: str) -> T
     except asyncio.TimeoutError:
         raise RequestTimeout(f"{what} took longer than the server's {timeout:g} s request timeout",
                              item=what) from None
+
+
+class WriteJob:
+    """The cancel-or-commit decision of one write, shared by the request and its worker thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        self.committing = False
+
+    def check(self) -> None:
+        """Raise :class:`WriteCancelled` once the request has given up."""
+        if self.cancelled.is_set():
+            raise WriteCancelled("the write was cancelled by the request timeout", item="indexing")
+
+    def begin_commit(self) -> None:
+        """From here on the write completes (raises :class:`WriteCancelled` if cancelled first)."""
+        with self._lock:
+            self.check()
+            self.committing = True
+
+    def cancel(self) -> bool:
+        """Cancel unless the commit has begun; ``True`` means nothing will be written."""
+        with self._lock:
+            if self.committing:
+                return False
+            self.cancelled.set()
+            return True
+
+
+class PooledEncoder:
+    """An encoder stand-in for a write: each chunk of ``chunk`` inputs is one job on the model thread.
+
+    The model thread runs jobs in arrival order, so a search queued while a long write
+    embeds waits for one chunk, not for the whole write. A cancelled ``job`` stops at the
+    next chunk.
+    """
+
+    def __init__(self, encoder: Any, pool: ThreadPoolExecutor, chunk: int, job: WriteJob | None = None) -> None:
+        self.encoder, self.pool, self.chunk, self.job = encoder, pool, max(1, int(chunk)), job
+        self.name, self.dim = encoder.name, encoder.dim
+
+    def _run(self, fn: Callable[..., np.ndarray], inputs: list[Any]) -> np.ndarray:
+        out = []
+        for s in range(0, len(inputs), self.chunk):
+            if self.job is not None:
+                self.job.check()
+            out.append(self.pool.submit(fn, inputs[s : s + self.chunk], show_progress=False).result())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_text(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        return self._run(self.encoder.encode_text, list(texts))
+
+    def encode_image(self, images: list[Any], show_progress: bool = False) -> np.ndarray:
+        return self._run(self.encoder.encode_image, list(images))
 
 
 class Workers:
