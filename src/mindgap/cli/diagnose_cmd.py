@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..encoders import DEFAULT_OFFLINE_SPEC
+
 from .common import console, print_json, table
 
 
@@ -14,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("diagnose")
     def diagnose(
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", help="Encoder spec."),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", help="Encoder spec."),
         data: str = typer.Option("flickr8k_224", "--data", help="Image–caption folder or shared data name."),
         split: str = typer.Option("test", "--split", help="Split to measure."),
         out: Path = typer.Option(None, "--out", help="Report folder (default runs/diagnose/<split>)."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..encoders import DEFAULT_OFFLINE_SPEC
+
 from .common import console, print_json
 
 
@@ -54,7 +56,7 @@ def register(app: typer.Typer) -> None:
         text: list[str] = typer.Option(None, "--text", "-t", help="A text to embed (repeatable)."),
         texts_file: Path = typer.Option(None, "--texts-file", help="UTF-8 file, one text per line."),
         image: list[Path] = typer.Option(None, "--image", "-i", help="An image file or folder (repeatable)."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", "-e", help="Encoder spec."),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", "-e", help="Encoder spec."),
         out: Path = typer.Option(None, "--out", "-o", help="Write the (n, dim) float32 matrix here (.npy)."),
         batch_size: int = typer.Option(None, help="Batch size (default: the encoder's)."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),

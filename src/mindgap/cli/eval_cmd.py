@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from ..encoders import DEFAULT_OFFLINE_SPEC
+
 from .common import console, err_console, print_json, table
 
 BUILTIN_HELP = "'flickr8k' (Flickr8k test mixed captions, fit on the encoder's calib images) or 'mmqa' (MMQA dev slice)"
@@ -127,7 +129,7 @@ def _register_make_benchmark(app: typer.Typer) -> None:
     def make_benchmark(
         name: str = typer.Argument(..., help=BUILTIN_HELP),
         out: Path = typer.Argument(..., help="Benchmark file to write (its corpus file goes beside it)."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", help="flickr8k: model whose calib images are the fit split."),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, help="flickr8k: model whose calib images are the fit split."),
         limit: int = typer.Option(None, help="flickr8k: seeded subset of N test images."),
         fit_limit: int = typer.Option(None, help="flickr8k: at most N fit images."),
         seed: int = typer.Option(0),

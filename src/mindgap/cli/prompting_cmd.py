@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+from ..encoders import DEFAULT_OFFLINE_SPEC
+
 from .common import console, err_console, print_json, table
 
-ENCODER_HELP = "Encoder spec (e.g. mindgap:flickr8k-small, hf:openai/clip-vit-base-patch32)."
+ENCODER_HELP = f"Encoder spec (e.g. {DEFAULT_OFFLINE_SPEC}, hf:openai/clip-vit-base-patch32)."
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         gold: int = typer.Option(None, "--gold", help="Index of the correct region (or mark one \"gold\": true in "
                                                      "the boxes file); --compare then reports accuracy."),
         out: Path = typer.Option(None, "--out", help="Overlay PNG of the winner (default runs/ground/<image>.png)."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", help=ENCODER_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Find the region of IMAGE that PHRASE refers to: mark each candidate region on a copy
@@ -103,7 +105,7 @@ def register(app: typer.Typer) -> None:
         labels: str = typer.Option(..., "--labels", help="Comma-separated labels, e.g. dog,cat,car."),
         templates: Path = typer.Option(None, "--templates", help="File with one template per line ('a photo of a {}.')."),
         k: int = typer.Option(5, "-k", "--k", help="Top-k labels to show."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", help=ENCODER_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Zero-shot classification: probabilities over LABELS from a prompt-template ensemble."""
@@ -126,7 +128,7 @@ def register(app: typer.Typer) -> None:
         safe: str = typer.Option(None, "--safe", help="Comma-separated safe categories (default: built-in list)."),
         categories: Path = typer.Option(None, "--categories", help='JSON file {"unsafe": [...], "safe": [...]}.'),
         threshold: float = typer.Option(None, "--threshold", help="Unsafe probability that flags an image (default 0.5)."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", help=ENCODER_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Screen images against unsafe / safe category prompts.
@@ -159,7 +161,7 @@ def register(app: typer.Typer) -> None:
     @app.command("prompt-bench")
     def prompt_bench_cmd(
         out: Path = typer.Option(Path("runs") / "prompt-bench", "--out", help="Report folder."),
-        encoder: str = typer.Option("mindgap:flickr8k-small", "--encoder", help=ENCODER_HELP),
+        encoder: str = typer.Option(DEFAULT_OFFLINE_SPEC, "--encoder", help=ENCODER_HELP),
         quick: bool = typer.Option(False, "--quick", help="Tiny smoke run (numbers meaningless)."),
         n_scenes: int = typer.Option(None, "--scenes", help="Synthetic grounding scenes (default 60)."),
         n_mosaics: int = typer.Option(None, "--mosaics", help="Flickr8k 2x2 mosaics (default 60; 0 skips)."),

@@ -87,10 +87,10 @@ def _build_modules():  # noqa: ANN202 - returns classes; torch imported lazily
     class TextProjection(nn.Module):
         """Residual MLP from sentence space to the shared space."""
 
-        def __init__(self, din: int, dout: int, hidden: int) -> None:
+        def __init__(self, din: int, dout: int, hidden: int, dropout: float = 0.1) -> None:
             super().__init__()
             self.lin = nn.Linear(din, dout)
-            self.mlp = nn.Sequential(nn.Linear(din, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, dout))
+            self.mlp = nn.Sequential(nn.Linear(din, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dout))
 
         def forward(self, x):  # noqa: ANN001, ANN201
             return self.lin(x) + self.mlp(x)
@@ -115,7 +115,21 @@ def _build_modules():  # noqa: ANN202 - returns classes; torch imported lazily
         def forward(self, input_ids, attention_mask, token_type_ids=None):  # noqa: ANN001, ANN201
             return self.proj(self.sentence_embedding(input_ids, attention_mask, token_type_ids))
 
-    return ConvBlock, ImageTower, TextProjection, TextTower
+    class PretrainedImageTower(nn.Module):
+        """ImageNet-pretrained EfficientNet-Lite0 backbone → pooled 1280-d → residual MLP projection."""
+
+        def __init__(self, embed_dim: int, hidden: int, dropout: float = 0.1, drop_path: float = 0.0) -> None:
+            super().__init__()
+            from .effnet_lite import FEATURE_DIM, build_backbone_modules
+
+            _, Backbone = build_backbone_modules()
+            self.backbone = Backbone(drop_path=drop_path)
+            self.head = TextProjection(FEATURE_DIM, embed_dim, hidden, dropout=dropout)
+
+        def forward(self, pixel_values):  # noqa: ANN001, ANN201
+            return self.head(self.backbone(pixel_values))
+
+    return ConvBlock, ImageTower, TextProjection, TextTower, PretrainedImageTower
 
 
 class DualEncoderModel:
@@ -127,9 +141,16 @@ class DualEncoderModel:
         import torch
         from transformers import AutoModel
 
-        _, ImageTower, TextProjection, TextTower = _build_modules()
+        _, ImageTower, TextProjection, TextTower, PretrainedImageTower = _build_modules()
         torch.manual_seed(int(config.get("seed", 0)))
-        image = ImageTower(list(config["vision"]["widths"]), int(config["embed_dim"]))
+        vcfg = config["vision"]
+        if vcfg.get("arch") == "efficientnet-lite0":
+            image = PretrainedImageTower(int(config["embed_dim"]), int(vcfg.get("head_hidden", 1024)),
+                                         dropout=float(vcfg.get("head_dropout", 0.1)))
+        elif vcfg.get("arch", "resnet-ish-cnn") == "resnet-ish-cnn":
+            image = ImageTower(list(vcfg["widths"]), int(config["embed_dim"]))
+        else:
+            raise SpecError(f"unknown image tower arch {vcfg.get('arch')!r}", item="vision.arch")
         tcfg = config["text"]
         proj = TextProjection(int(tcfg["base_dim"]), int(config["embed_dim"]), int(tcfg.get("proj_hidden", 512)))
         base = None
@@ -156,11 +177,12 @@ class DualEncoderModel:
 
     @staticmethod
     def save(path: str | Path, config: dict[str, Any], image: Any, text: Any, logit_scale: Any,
-             *, include_base: bool = False) -> Path:
+             *, include_base: bool = False, tuned_text_layers: int = 0, half: bool = False) -> Path:
         """Write the directory layout (atomically: into a temp dir, then renamed)."""
         import shutil
         import tempfile
 
+        import torch
         from safetensors.torch import save_file
 
         out = Path(path)
@@ -170,7 +192,14 @@ class DualEncoderModel:
         state.update({f"text_proj.{k}": v.detach().contiguous() for k, v in text.proj.state_dict().items()})
         if include_base:
             state.update({f"text_base.{k}": v.detach().contiguous() for k, v in text.base.state_dict().items()})
+        elif tuned_text_layers:
+            # Only the tuned top layers of the base are stored; the rest loads from the wheel.
+            first = len(text.base.encoder.layer) - tuned_text_layers
+            state.update({f"text_base.{k}": v.detach().contiguous() for k, v in text.base.state_dict().items()
+                          if k.startswith("encoder.layer.") and int(k.split(".")[2]) >= first})
         state["logit_scale"] = logit_scale.detach().reshape(1).contiguous()
+        if half:  # half the package size; loading casts back to float32 (cosine to fp32 > 0.9999)
+            state = {k: (v.to(torch.float16) if v.is_floating_point() and k != "logit_scale" else v) for k, v in state.items()}
         cfg = dict(config)
         cfg["format"] = FORMAT
         cfg["text"] = dict(cfg["text"], base_weights_included=include_base)
@@ -215,10 +244,15 @@ class DualEncoderModel:
         state = load_file(str(w))
         image.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("vision.")})
         text.proj.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("text_proj.")})
+        base_state = {k[10:]: v for k, v in state.items() if k.startswith("text_base.")}
         if include_base:
-            text.base.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("text_base.")})
+            text.base.load_state_dict(base_state)
+        elif base_state:  # tuned top layers only
+            missing, unexpected = text.base.load_state_dict(base_state, strict=False)
+            if unexpected:
+                raise ModelLoadError(f"unexpected text-base weights {unexpected[:3]}", item=str(w))
         with torch.no_grad():
-            logit_scale.copy_(state["logit_scale"].reshape(()))
+            logit_scale.copy_(state["logit_scale"].reshape(()).float())
         image.eval()
         text.eval()
         return cfg, image, text, logit_scale

