@@ -264,6 +264,15 @@ def eval_markdown(res: dict[str, Any]) -> str:
         n = res["queries"][split]
         lines += [f"## {split} (n = {n})", "", md_table(heads, rows), ""]
     lines += tradeoff_markdown(res)
+    mg = {spec: g["multi_gold"] for spec, g in res["gaps"].items() if g.get("multi_gold")}
+    if mg:
+        lines += ["## Multi-gold relevance (every corpus item from the query's source is relevant)", "",
+                  "Flickr8k: a caption query's relevant items are its photo *and* its sibling caption passage. "
+                  "nDCG@10 over all relevant items; both@10 = share of queries with every relevant item in the "
+                  "top 10; image / text R@10 = the query's relevant item of that modality is in the top 10.", ""]
+        rows = [[spec, v.get("nDCG@10"), v.get("both@10"), v.get("image_R@10"), v.get("text_R@10"),
+                 v.get("image_share@10")] for spec, v in mg.items()]
+        lines += [md_table(["corrector", "nDCG@10", "both@10", "image R@10", "text R@10", "image share@10"], rows), ""]
     lines += ["## Gold scores and image share", "",
               "Mean ± std of the gold item's raw cosine and corrected score, by gold modality; "
               "share of images among the top-10 results.", ""]

@@ -113,6 +113,12 @@ def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig,
     """
     kind = pairs or cfg.fit_pairs
     corpus = retr.corpus_sample(cfg.corpus_sample, seed=cfg.seed)
+    if kind == "corpus":  # the out-of-the-box fit: pseudo pairs from the store's own texts (mindgap.gap.auto)
+        from ..gap.auto import corpus_fit_data
+
+        data = corpus_fit_data(retr, seed=cfg.seed) or FitData()
+        data.corpus = corpus
+        return data
     if not fit.queries:
         return FitData(corpus=corpus)
     sources = {s for q in fit.queries for s in q.source_ids}
@@ -203,7 +209,7 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
                 if not len(items.ids[m]):
                     continue
                 sims[m] = corr.prepare_query(q, qm, m) @ tx[m].T
-                scores[m] = np.asarray(corr.score(sims[m], qm, m), np.float64)
+                scores[m] = full_scores(corr, sims[m], q, qm, m)
             for li, qi in enumerate(r):
                 allowed = set(MODALITIES) if routes is None else set(routes[li])
                 for g in emb.queries[qi].gold_ids:
@@ -221,6 +227,66 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
                     out[qi].append({"id": g, "cosine": raw, "score": float(gsc), "modality_rank": mrank,
                                     "merged_rank": merged})
     return out
+
+
+def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modality, m: Modality) -> np.ndarray:
+    """The corrector's score of every item (rows = queries), as a search would give it.
+
+    List-level correctors (``list_depth``) score each query's top ``list_depth`` candidates
+    as one list; items below it get ``-inf`` (a search never returns them).
+    """
+    depth = getattr(corr, "list_depth", None)
+    if not depth:
+        return np.asarray(corr.score_query(sims, q, qm, m), np.float64)
+    d = min(int(depth), sims.shape[1])
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :d]
+    top = np.take_along_axis(sims, order, 1)
+    out = np.full(sims.shape, -np.inf)
+    np.put_along_axis(out, order, np.asarray(corr.score_query(top, q, qm, m), np.float64), 1)
+    return out
+
+
+def relevant_sets(bench: Benchmark, queries: Sequence[Query]) -> list[list[str]]:
+    """Multi-gold relevance: a query's gold ids plus every searchable corpus item from the same
+    source (Flickr8k: a caption query's photo *and* its sibling caption passage)."""
+    by_src: dict[str, list[str]] = {}
+    for r in bench.corpus:
+        if r.get("split") != "fit" and r.get("source_id"):
+            by_src.setdefault(str(r["source_id"]), []).append(str(r["id"]))
+    out = []
+    for q in queries:
+        rel = list(q.gold_ids)
+        for s in q.source_ids:
+            rel += [i for i in by_src.get(s, []) if i not in rel]
+        out.append(rel)
+    return out
+
+
+def multi_gold_metrics(hits: Sequence[Sequence[Any]], rel: Sequence[Sequence[str]], pos: dict[str, Any],
+                       k: int = 10) -> dict[str, Any]:
+    """nDCG@k (all relevant items), both@k (every relevant item in the top k), per-modality R@k
+    (the query's relevant item of that modality in the top k; queries that have one) and the
+    image share of the top k."""
+    from .metrics import ndcg_at_k
+
+    nd, both, share = [], [], []
+    per_mod: dict[str, list[float]] = {"text": [], "image": []}
+    for hs, r in zip(hits, rel):
+        top = hs[:k]
+        rank = {h.id: i + 1 for i, h in enumerate(top)}
+        nd.append(ndcg_at_k([rank.get(g) for g in r], k))
+        both.append(float(all(g in rank for g in r)))
+        share.append(float(np.mean([h.modality == Modality.IMAGE for h in top])) if top else 0.0)
+        for m in per_mod:
+            golds = [g for g in r if g in pos and pos[g][0].value == m]
+            if golds:
+                per_mod[m].append(float(any(g in rank for g in golds)))
+    n = len(rel)
+    return {"n": n, f"nDCG@{k}": round(float(np.mean(nd)), 4) if n else None,
+            f"both@{k}": round(float(np.mean(both)), 4) if n else None,
+            f"image_R@{k}": round(float(np.mean(per_mod["image"])), 4) if per_mod["image"] else None,
+            f"text_R@{k}": round(float(np.mean(per_mod["text"])), 4) if per_mod["text"] else None,
+            f"image_share@{k}": round(float(np.mean(share)), 4) if n else None}
 
 
 def _split_of(q: Query) -> str:
@@ -335,6 +401,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
     if missing:
         warnings.warn(f"{len(missing)} test gold item(s) are not in the store (e.g. {missing[0]})", stacklevel=2)
     depth = max(cfg.ks)
+    rel_sets = relevant_sets(bench, test.queries)
     results: dict[str, Any] = {
         "benchmark": {k: bench.header.get(k) for k in ("name", "description", "corpus_description", "fit_split",
                                                        "test_split", "skipped_questions") if k in bench.header},
@@ -369,6 +436,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
             continue
         ranks: list[tuple[int, list[int | None]]] = []
         top_image_share = []
+        all_hits: list[Any] = [None] * len(test.queries)
         for s in range(0, len(test.queries), cfg.batch_size):
             for qm in ("text", "image"):
                 rows = [i for i in range(s, min(s + cfg.batch_size, len(test.queries))) if test.mods[i] == qm]
@@ -376,6 +444,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
                     continue
                 hits = retr.search_vectors(test.vecs[rows], qm, k=depth, gap=f"eval:{label}", fetch=False)
                 for i, hs in zip(rows, hits):
+                    all_hits[i] = hs
                     pos = {h.id: h.rank for h in hs}
                     ranks.append((i, [pos.get(g) for g in test.queries[i].gold_ids]))
                     top_image_share.append(np.mean([h.modality == Modality.IMAGE for h in hs[:10]]) if hs else 0.0)
@@ -391,6 +460,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
             naive_deep = deep
         res = {"status": "ok", "spec": spec, "fit_pairs": kind if corr.needs_pairs or "+" in spec else None,
                "metrics": _metrics(test, ranks_sorted, cfg.ks),
+               "multi_gold": multi_gold_metrics(all_hits, rel_sets, ivec.pos),
                "image_share_top10": round(float(np.mean(top_image_share)), 4) if top_image_share else None,
                "gold_scores": _score_stats(test, deep), "rank_analysis": _rank_analysis(test, deep),
                "rank_check": {"checked": checked, "mismatch": mismatch},
@@ -433,8 +503,8 @@ def _parse_entry(entry: str, default_pairs: str) -> tuple[str, str, str]:
     entry = entry.strip()
     spec, at, kind = entry.partition("@")
     kind = kind.strip() if at else default_pairs
-    if kind not in ("gold", "pseudo"):
-        raise InputError(f"{entry!r}: fit pairs must be 'gold' or 'pseudo', got {kind!r}",
+    if kind not in ("gold", "pseudo", "corpus"):
+        raise InputError(f"{entry!r}: fit pairs must be 'gold', 'pseudo' or 'corpus', got {kind!r}",
                          item="gaps" if at else "fit_pairs")
     if not spec.strip():
         raise InputError(f"{entry!r}: empty corrector spec", item="gaps")
@@ -480,4 +550,5 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["EvalConfig", "DEFAULT_GAPS", "run_eval", "build_fit_data", "deep_ranks", "bench_digest"]
+__all__ = ["EvalConfig", "DEFAULT_GAPS", "run_eval", "build_fit_data", "deep_ranks", "bench_digest", "full_scores",
+           "relevant_sets", "multi_gold_metrics"]

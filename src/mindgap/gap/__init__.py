@@ -39,8 +39,16 @@ gap_correctors.register_lazy("standardize", "mindgap.gap.standardize:Standardize
 gap_correctors.register_lazy("distnorm", "mindgap.gap.distnorm:DistNorm", "subtract λ × mean on both sides before the dot product (Distribution Normalisation)")
 gap_correctors.register_lazy("linear", "mindgap.gap.linear:Linear", "OLS / Procrustes map of the query across the gap")
 gap_correctors.register_lazy("modal-clf", "mindgap.gap.modal_clf:ModalClf", "classifier routes the query to one modality")
+gap_correctors.register_lazy("calibrated", "mindgap.gap.calibrated:Calibrated",
+                             "calibrated P(relevant | cosine, modality), list posterior, ranks both modalities")
+gap_correctors.register_lazy("qnorm", "mindgap.gap.qnorm:QNorm", "per-query z-score against the corpus moments")
+gap_correctors.register_lazy("quota", "mindgap.gap.fusion:Quota", "fixed k/2 per modality (interleave; LlamaIndex)")
+gap_correctors.register_lazy("rrf", "mindgap.gap.fusion:RRF", "reciprocal rank fusion, k=60 (Qdrant, LanceDB)")
+gap_correctors.register_lazy("minmax", "mindgap.gap.fusion:MinMax", "min-max per result list (Weaviate)")
+gap_correctors.register_lazy("dbsf", "mindgap.gap.fusion:DBSF", "distribution-based score fusion, mean ± 3σ (Qdrant)")
 
-GAP_NAMES = ["naive", "zscore", "center", "standardize", "distnorm", "linear", "modal-clf"]
+GAP_NAMES = ["naive", "zscore", "center", "standardize", "distnorm", "linear", "modal-clf", "calibrated", "qnorm",
+             "quota", "rrf", "minmax", "dbsf"]
 
 
 def make_corrector(spec: str, **params: Any) -> GapCorrector:

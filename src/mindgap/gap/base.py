@@ -44,6 +44,8 @@ class FitData:
         query_modality: modality of the queries (one per row, or a single value).
         corpus: a sample of item embeddings per modality (for corpus-statistics methods).
         pairs: "gold" (labelled) or "pseudo" (top-1 per modality, no labels).
+        counts: items per modality in the store being fitted for (the corpus sample may be
+            smaller); probability correctors weight their negatives by it.
     """
 
     queries: np.ndarray | None = None
@@ -52,6 +54,7 @@ class FitData:
     query_modality: np.ndarray | str = "text"
     corpus: dict[str, np.ndarray] = field(default_factory=dict)
     pairs: str = "gold"
+    counts: dict[str, int] = field(default_factory=dict)
 
     def qmod(self) -> np.ndarray:
         n = 0 if self.queries is None else len(self.queries)
@@ -73,7 +76,7 @@ class FitData:
         qm = self.query_modality if isinstance(self.query_modality, str) else np.asarray(self.query_modality)[rows]
         pick = (lambda a: None if a is None else np.asarray(a)[rows])
         return FitData(queries=pick(self.queries), gold=pick(self.gold), gold_modality=pick(self.gold_modality),
-                       query_modality=qm, corpus=self.corpus, pairs=self.pairs)
+                       query_modality=qm, corpus=self.corpus, pairs=self.pairs, counts=self.counts)
 
     def query_sample(self, modality: "Modality | str", min_rows: int = 1) -> np.ndarray | None:
         """The fitting queries of one modality (``None`` if fewer than ``min_rows``)."""
@@ -138,6 +141,26 @@ class GapCorrector:
 
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         return sim
+
+    #: list-level correctors (``calibrated``, ``minmax``, ``dbsf``, ``rrf``, ``quota``) score a
+    #: query's whole per-modality candidate list at once: ``sim`` rows are sorted best first and
+    #: the retriever fetches at least this many candidates per modality (``None``: per-item scores)
+    list_depth: ClassVar[int | None] = None
+    #: whether ``probability`` returns P(relevant) per candidate (a ``min_prob`` cut-off needs it)
+    gives_probability: ClassVar[bool] = False
+
+    def score_query(self, sim: np.ndarray, q: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
+        """Scores of candidates given the query vectors ``q`` (one row per row of ``sim``).
+
+        Query-adaptive correctors override this; the default ignores ``q`` (:meth:`score`).
+        """
+        return self.score(sim, query_modality, modality)
+
+    def probability(self, sim: np.ndarray, q: np.ndarray, query_modality: Modality,
+                    modality: Modality) -> np.ndarray | None:
+        """P(relevant) of each candidate (same layout as :meth:`score_query`), or ``None``
+        when the corrector does not model it."""
+        return None
 
     def route(self, q: np.ndarray, query_modality: Modality,
               texts: Sequence[str] | None = None) -> list[list[Modality]] | None:

@@ -1,0 +1,364 @@
+"""``calibrated``: P(relevant | cosine, item modality, query modality), then rank (METHODS §6).
+
+Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item modality M):
+
+1. **Per-item calibration.** Positives: the fitting pairs whose gold has modality M (their
+   cosine). Negatives: the same queries against the corpus sample of M (the store's own
+   items; a sample entry identical to the pair's gold is dropped), each weighted so that a
+   query has ``N_M − 1`` negatives for one positive, ``N_M`` the store's count of M. So the
+   base rate is the store's: ``p(s) = P(this M item is the query's relevant one | cosine s)``.
+   ``method=platt``: a 1-D logistic regression on the cosine (monotone by construction when
+   the slope is positive, which it is on any data where relevant items score higher);
+   ``method=isotonic``: weighted pool-adjacent-violators on binned cosines (a monotone step
+   function; ties inside a step are broken by item id).
+2. **Query-adaptive list posterior.** A search returns, per modality, the query's top
+   ``depth`` candidates. With per-item odds ``o_j = p_j / (1 − p_j)`` the posterior that
+   candidate ``j`` is the query's relevant M item, allowing for "none of these" (the
+   relevant item is below the list, or the store holds none), is
+
+       P_j = o_j^t / (Σ_{i in list} o_i^t + c)
+
+   ``t`` (a temperature) and ``c`` (the mass of "none") are fitted by maximum likelihood on
+   the fitting queries' simulated candidate lists (corpus sample + gold). A candidate that
+   stands out from the rest of *this query's* list gets a high P; a flat list — nothing in
+   the store matches — gives every candidate a low one. That is the query-adaptive
+   normalisation that survived measurement (docs/results/fusion/report.md); ``P_j`` is what
+   ``min_prob`` cuts on.
+3. **Soft routing** (``soft_route=true``, labelled pairs only): a logistic regression on the
+   query embedding gives P(the query's answer is an M item | q); ``P_j`` is multiplied by
+   it instead of searching one modality only (``modal-clf``'s hard route).
+
+Ranking: ``coverage=0`` ranks by ``P_j`` (the probability ranking principle: the most
+likely relevant items first, whatever their modality). ``coverage=λ > 0`` adds
+``λ · log((S_j + ε) / (S_{j−1} + ε))`` where ``S_j = P_1 + … + P_j`` is the probability that
+the query's relevant M item is among its first ``j`` candidates: the marginal gain in
+log P(the top k holds the relevant item of *every* modality), so a result list that has
+found a likely text turns to the best image before a second, unlikely text. Both terms
+fall along a modality's list, so per-modality top-k then merge stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, NotFittedError
+from ..types import Modality
+from .base import FitData, GapCorrector
+
+METHODS = ("platt", "isotonic")
+_EPS_P = 1e-7
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS_P, 1 - _EPS_P)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_logistic_1d(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6, iters: int = 50) -> tuple[float, float]:
+    """Weighted 1-D logistic regression ``P(y=1|x) = σ(a x + b)`` by Newton's method."""
+    x, y, w = (np.asarray(v, np.float64) for v in (x, y, w))
+    X = np.stack([x, np.ones_like(x)], 1)
+    beta = np.zeros(2)
+    wsum = w.sum()
+    for _ in range(iters):
+        z = X @ beta
+        p = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
+        g = X.T @ (w * (p - y)) / wsum + l2 * beta
+        h = (X * (w * p * (1 - p))[:, None]).T @ X / wsum + l2 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def fit_isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted isotonic (non-decreasing) fit of ``y`` on ``x`` over quantile bins (PAV).
+
+    Bin edges: quantiles of the positives and of the negatives (half of ``bins`` each), so
+    the rare positives' range is resolved. Returns bin centres and fitted probabilities.
+    """
+    x, y, w = (np.asarray(v, np.float64) for v in (x, y, w))
+    qs = np.linspace(0, 1, max(2, bins // 2) + 1)
+    edges = np.unique(np.concatenate([np.quantile(x[y > 0], qs) if (y > 0).any() else [],
+                                      np.quantile(x[y <= 0], qs) if (y <= 0).any() else []]))
+    if len(edges) < 2:
+        edges = np.array([x.min(), x.max() + 1e-9])
+    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    wt = np.bincount(b, weights=w, minlength=len(edges) - 1)
+    wy = np.bincount(b, weights=w * y, minlength=len(edges) - 1)
+    wx = np.bincount(b, weights=w * x, minlength=len(edges) - 1)
+    keep = wt > 0
+    val, wt, cx = (wy[keep] / wt[keep]), wt[keep], wx[keep] / wt[keep]
+    # pool adjacent violators
+    blocks: list[list[float]] = []  # [value, weight, n_bins]
+    for v, ww in zip(val, wt):
+        blocks.append([v, ww, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    fitted = np.concatenate([[v] * int(n) for v, _, n in blocks])
+    return cx.astype(np.float32), np.clip(fitted, _EPS_P, 1 - _EPS_P).astype(np.float32)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 30) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression on rows of ``x`` (Newton); returns (coef, intercept)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    n, d = x.shape
+    X = np.concatenate([x, np.ones((n, 1))], 1)
+    beta = np.zeros(d + 1)
+    reg = np.full(d + 1, l2 / n)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(X @ beta, -40, 40)))
+        g = X.T @ (p - y) / n + reg * beta
+        h = (X * (p * (1 - p))[:, None]).T @ X / n + np.diag(reg) + 1e-9 * np.eye(d + 1)
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta[:-1].astype(np.float32), float(beta[-1])
+
+
+def list_nll(ell: np.ndarray, pos: np.ndarray, t: float, log_c: float) -> float:
+    """Mean negative log-likelihood of the list posterior (``pos`` = gold's list index, −1 = not listed)."""
+    z = t * ell
+    lz = np.logaddexp(np.logaddexp.reduce(z, axis=1), log_c)
+    got = np.where(pos >= 0, np.take_along_axis(z, np.maximum(pos, 0)[:, None], 1)[:, 0], log_c)
+    return float(-(got - lz).mean())
+
+
+def fit_list_posterior(ell: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
+    """(t, log c) minimising :func:`list_nll` (coarse grid, then a finer one around the best)."""
+    best = (math.inf, 1.0, 0.0)
+    for ts, cs in ((np.geomspace(0.1, 8, 25), np.linspace(-12, 8, 41)), (None, None)):
+        if ts is None:
+            t0, c0 = best[1], best[2]
+            ts = t0 * np.geomspace(0.8, 1.25, 15)
+            cs = np.linspace(c0 - 0.6, c0 + 0.6, 25)
+        for t in ts:
+            for c in cs:
+                v = list_nll(ell, pos, float(t), float(c))
+                if v < best[0]:
+                    best = (v, float(t), float(c))
+    return best[1], best[2]
+
+
+class Calibrated(GapCorrector):
+    """Rank by calibrated P(relevant), query-adaptively normalised over the candidate list.
+
+    Args:
+        method: ``platt`` (logistic on the cosine) or ``isotonic``.
+        depth: candidates per modality the list posterior is computed over (the retriever
+            fetches at least this many).
+        coverage: weight λ of the "every modality covered" gain (0 = pure probability ranking).
+        eps: ε of that gain (how strongly the first candidate of a modality is preferred).
+        soft_route: multiply by P(modality | query) from a logistic regression (labelled pairs).
+        min_pairs: fewest pairs per (query modality, item modality) to fit.
+        max_neg: corpus-sample items per modality used as negatives (seeded subsample).
+        bins: isotonic bins.
+        seed: negatives' subsample seed.
+
+    Attributes:
+        calib_: ``{query modality: {item modality: {"a", "b"} | {"x", "y"}, "t", "log_c",
+            "n_pos", "n_neg", "N", "nll"}}``.
+        route_: ``{query modality: {"coef", "intercept", "classes"}}`` (``route=true``).
+        pairs_: "gold" or "pseudo".
+    """
+
+    name = "calibrated"
+    needs_pairs = True
+    gives_probability = True
+
+    def __init__(self, method: str = "platt", depth: int = 100, coverage: float = 0.5, eps: float = 0.01,
+                 soft_route: bool = False, min_pairs: int = 5, max_neg: int = 2000, bins: int = 64, seed: int = 0) -> None:
+        if method not in METHODS:
+            raise InputError(f"calibrated: method must be one of {', '.join(METHODS)}, got {method!r}", item="method")
+        if int(depth) < 1:
+            raise InputError("calibrated: depth must be >= 1", item="depth")
+        for key, v in (("coverage", coverage), ("eps", eps)):
+            if not np.isfinite(float(v)) or float(v) < 0:
+                raise InputError(f"calibrated: {key} must be a finite number >= 0, got {v!r}", item=key)
+        self.method = method
+        self.depth = int(depth)
+        self.coverage = float(coverage)
+        self.eps = float(eps)
+        self.soft_route = bool(soft_route)
+        self.min_pairs = int(min_pairs)
+        self.max_neg = int(max_neg)
+        self.bins = int(bins)
+        self.seed = int(seed)
+        self.calib_: dict[str, dict[str, dict[str, Any]]] | None = None
+        self.route_: dict[str, dict[str, Any]] | None = None
+        self.pairs_: str | None = None
+
+    @property
+    def list_depth(self) -> int:  # type: ignore[override]
+        return self.depth
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, data: FitData) -> "Calibrated":
+        data.require_pairs(self.name)
+        q_all = np.asarray(data.queries, np.float32)
+        g_all = np.asarray(data.gold, np.float32)
+        cos = np.einsum("ij,ij->i", q_all, g_all)
+        qm = data.qmod()
+        gm = np.asarray([Modality.parse(m).value for m in data.gold_modality])
+        rng = np.random.default_rng(self.seed)
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for q in np.unique(qm):
+            for m in (Modality.TEXT.value, Modality.IMAGE.value):
+                sel = (qm == q) & (gm == m)
+                if not sel.any():
+                    continue
+                if sel.sum() < self.min_pairs:
+                    raise InputError(f"calibrated: only {int(sel.sum())} pairs with {m} gold for {q} queries "
+                                     f"(need {self.min_pairs})", item="pairs")
+                data.require_corpus(self.name, m)
+                corpus = np.asarray(data.corpus[m], np.float32)
+                if len(corpus) > self.max_neg:
+                    corpus = corpus[np.sort(rng.choice(len(corpus), self.max_neg, replace=False))]
+                n_store = int((data.counts or {}).get(m) or len(data.corpus[m]))
+                out.setdefault(str(q), {})[m] = self._fit_one(q_all[sel], cos[sel], g_all[sel], corpus, n_store)
+        if not out:
+            raise InputError("calibrated: no fitting pairs", item="pairs")
+        self.calib_ = out
+        self.pairs_ = data.pairs
+        self.route_ = self._fit_route(q_all, qm, gm) if self.soft_route else None
+        if self.soft_route and data.pairs == "pseudo":
+            raise InputError("calibrated:soft_route=true learns which modality a query wants: it needs labelled pairs "
+                             "(pseudo pairs give every query both modalities)", item="pairs")
+        return self
+
+    def _fit_one(self, queries: np.ndarray, pos: np.ndarray, gold: np.ndarray, corpus: np.ndarray,
+                 n_store: int) -> dict[str, Any]:
+        neg = queries @ corpus.T  # (n, s)
+        is_gold = np.abs(corpus @ gold.T).T > 1 - 1e-5  # the pair's own gold in the sample (pseudo pairs)
+        keep = ~is_gold
+        n, s = neg.shape
+        w_neg = max(n_store - 1, 1) / max(s, 1)
+        x = np.concatenate([pos, neg[keep]])
+        y = np.concatenate([np.ones(n), np.zeros(int(keep.sum()))])
+        w = np.concatenate([np.ones(n), np.full(int(keep.sum()), w_neg)])
+        st: dict[str, Any] = {"n_pos": int(n), "n_neg": int(keep.sum()), "N": int(n_store)}
+        if self.method == "platt":
+            a, b = fit_logistic_1d(x, y, w)
+            if a <= 0:
+                raise InputError("calibrated: relevant items do not score higher than the rest on these pairs "
+                                 f"(logistic slope {a:.3g}); cannot calibrate", item="pairs")
+            st.update(a=a, b=b)
+        else:
+            cx, py = fit_isotonic(x, y, w, self.bins)
+            st.update(x=cx, y=py)
+        # simulated candidate lists: the corpus sample (minus the gold) plus the gold, best first
+        d = min(self.depth, s + 1)
+        negm = np.where(keep, neg, -np.inf)
+        top = -np.sort(-negm, axis=1)[:, :d]
+        listed = np.concatenate([top, pos[:, None]], 1)
+        order = np.argsort(-listed, axis=1, kind="stable")[:, :d]
+        lst = np.take_along_axis(listed, order, 1)
+        gpos = np.where((order == d).any(1), (order == d).argmax(1), -1)
+        ell = self._item_logit(st, np.where(np.isfinite(lst), lst, -1.0))
+        ell = np.where(np.isfinite(lst), ell, -1e4)
+        t, log_c = fit_list_posterior(ell, gpos)
+        st.update(t=t, log_c=log_c, nll=list_nll(ell, gpos, t, log_c), listed=float((gpos >= 0).mean()))
+        return st
+
+    def _fit_route(self, q: np.ndarray, qm: np.ndarray, gm: np.ndarray) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for qq in np.unique(qm):
+            sel = qm == qq
+            # one row per query vector: a query with golds of both modalities counts for both
+            y = (gm[sel] == Modality.IMAGE.value).astype(np.float64)
+            if y.min() == y.max():
+                out[str(qq)] = {"constant": float(y[0])}
+                continue
+            coef, icpt = fit_logistic(q[sel], y)
+            out[str(qq)] = {"coef": coef, "intercept": icpt}
+        return out
+
+    # -- scoring -------------------------------------------------------------------------
+    def _state(self, query_modality: Modality, modality: Modality) -> dict[str, Any]:
+        if self.calib_ is None:
+            raise NotFittedError("gap corrector 'calibrated' is not fitted; run `mindgap fit-gap` first", item=self.name)
+        st = self.calib_.get(Modality.parse(query_modality).value, {}).get(Modality.parse(modality).value)
+        if st is None:
+            have = {q: sorted(v) for q, v in self.calib_.items()}
+            raise NotFittedError(f"calibrated has no calibration for {Modality.parse(query_modality).value} queries "
+                                 f"against {Modality.parse(modality).value} items (fitted: {have})", item=self.name)
+        return st
+
+    @staticmethod
+    def _item_logit(st: dict[str, Any], sim: np.ndarray) -> np.ndarray:
+        sim = np.asarray(sim, np.float64)
+        if "a" in st:
+            return float(st["a"]) * sim + float(st["b"])
+        return _logit(np.interp(sim, np.asarray(st["x"], np.float64), np.asarray(st["y"], np.float64)))
+
+    def item_probability(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
+        """Per-item calibrated P(relevant | cosine, modality) (before the list posterior)."""
+        ell = self._item_logit(self._state(query_modality, modality), sim)
+        return 1 / (1 + np.exp(-np.clip(ell, -40, 40)))
+
+    def _route_prior(self, q: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray | None:
+        if self.route_ is None:
+            return None
+        r = self.route_.get(Modality.parse(query_modality).value)
+        if r is None:
+            return None
+        if "constant" in r:
+            p_img = np.full(len(q), float(r["constant"]))
+        else:
+            z = np.asarray(q, np.float64) @ np.asarray(r["coef"], np.float64) + float(r["intercept"])
+            p_img = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
+        return p_img if Modality.parse(modality) == Modality.IMAGE else 1 - p_img
+
+    def probability(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
+                    modality: Modality) -> np.ndarray:
+        """List posterior P_j (module docstring) for each row's candidates; rows are one query's list."""
+        st = self._state(query_modality, modality)
+        sim = np.atleast_2d(np.asarray(sim, np.float64))
+        z = float(st["t"]) * self._item_logit(st, sim)
+        lz = np.logaddexp(np.logaddexp.reduce(z, axis=1, keepdims=True), float(st["log_c"]))
+        p = np.exp(z - lz)
+        if q is not None:
+            prior = self._route_prior(np.atleast_2d(q), query_modality, modality)
+            if prior is not None:
+                p = p * prior[:, None]
+        return p
+
+    def score_query(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
+                    modality: Modality) -> np.ndarray:
+        sim = np.atleast_2d(np.asarray(sim, np.float64))
+        p = self.probability(sim, q, query_modality, modality)
+        if self.coverage <= 0:
+            return p
+        order = np.argsort(-sim, axis=1, kind="stable")
+        ps = np.take_along_axis(p, order, 1)
+        cum = np.cumsum(ps, axis=1)
+        prev = cum - ps
+        gain = np.log(cum + self.eps) - np.log(prev + self.eps)
+        out = np.empty_like(ps)
+        np.put_along_axis(out, order, ps + self.coverage * gain, 1)
+        return out
+
+    def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
+        return self.score_query(sim, None, query_modality, modality)
+
+    def summary(self) -> dict[str, Any]:
+        self._require("calib_")
+        out: dict[str, Any] = {"method": self.method, "coverage": self.coverage, "depth": self.depth,
+                               "pairs": self.pairs_, "soft_route": self.route_ is not None}
+        for q, d in (self.calib_ or {}).items():
+            for m, st in d.items():
+                keep = {k: st[k] for k in ("a", "b", "t", "log_c", "n_pos", "N", "listed") if k in st}
+                out[f"{q}->{m}"] = keep
+        return out
+
+
+__all__ = ["Calibrated", "fit_logistic_1d", "fit_isotonic", "fit_logistic", "fit_list_posterior", "list_nll"]
