@@ -234,13 +234,6 @@ def test_caption_with_a_model(offline_encoder, tmp_path, flickr_dir):
         assert httpx.get(srv.url + "/healthz").json()["status"] == "degraded"  # no store, captions still work
 
 
-def _has(mod: str) -> bool:
-    from mindgap.server.routes_vision import has_module
-
-    return has_module(mod)
-
-
-@pytest.mark.skipif(not _has("mindgap.prompting.zeroshot"), reason="mindgap.prompting.zeroshot is not installed")
 def test_classify(client, recs):
     x = next(r for r in recs if " dog " in f" {r.captions[0].lower()} ")
     r = client.post("/classify", files=[("image", ("a.jpg", x.path.read_bytes()))] * 2,
@@ -257,7 +250,6 @@ def test_classify(client, recs):
     assert r.status_code == 400
 
 
-@pytest.mark.skipif(not _has("mindgap.prompting.ground"), reason="mindgap.prompting.ground is not installed")
 def test_ground(client, recs):
     r = client.post("/ground", files={"image": ("a.jpg", recs[0].path.read_bytes())},
                     data={"phrase": "the dog", "overlay": "true"})
@@ -270,7 +262,6 @@ def test_ground(client, recs):
     assert r.status_code == 400, r.text
 
 
-@pytest.mark.skipif(not _has("mindgap.prompting.moderation"), reason="mindgap.prompting.moderation is not installed")
 def test_moderate(client, recs):
     r = client.post("/moderate", files={"image": ("a.jpg", recs[0].path.read_bytes())})
     assert r.status_code == 200, r.text

@@ -2,7 +2,8 @@
 
 Every operation gets schema-valid and schema-invalid requests; the server must never answer
 5xx, every status it answers must be documented, and responses must match their schemas.
-Bounded (``max_examples``) to keep the default suite fast.
+Bounded: :data:`MAX_EXAMPLES` per operation in the default suite (fast for developers),
+:data:`CI_EXAMPLES` in the slow set that CI runs (about 2 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from schemathesis.checks import (  # noqa: E402
 from _server_kit import copy_store  # noqa: E402
 
 MAX_EXAMPLES = 8
+CI_EXAMPLES = 200
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +56,28 @@ CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS] + [(op, GenerationM
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-@pytest.mark.parametrize(("op", "mode"), CASES, ids=[f"{op.label} {m.value}" for op, m in CASES])
-def test_api_never_5xx_and_matches_its_schema(op, mode, fuzz_server):
+IDS = [f"{op.label} {m.value}" for op, m in CASES]
+
+
+def _fuzz(op, mode, url: str, n: int) -> None:
     @given(case=op.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
-        case.call_and_validate(base_url=fuzz_server.url, checks=CHECKS, timeout=60)
+        case.call_and_validate(base_url=url, checks=CHECKS, timeout=60)
 
     run()
+
+
+@pytest.mark.parametrize(("op", "mode"), CASES, ids=IDS)
+def test_api_never_5xx_and_matches_its_schema(op, mode, fuzz_server):
+    _fuzz(op, mode, fuzz_server.url, MAX_EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("op", "mode"), CASES, ids=IDS)
+def test_api_never_5xx_many_examples(op, mode, fuzz_server):
+    _fuzz(op, mode, fuzz_server.url, CI_EXAMPLES)
 
 
 def test_fuzzing_left_the_server_healthy(fuzz_server):

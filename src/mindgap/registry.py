@@ -6,6 +6,7 @@ own :class:`Registry`; built-in backends register with the same decorator a plug
 use, and import their heavy dependencies lazily inside the factory.
 
 Example:
+    >>> import mindgap.encoders  # built-in backends register when their package is imported
     >>> from mindgap.registry import encoders
     >>> sorted(encoders.names())[:2]
     ['hf', 'mindgap']

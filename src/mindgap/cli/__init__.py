@@ -29,17 +29,11 @@ app = typer.Typer(
 #: Command modules, in help order. Each defines ``register(app)``.
 COMMAND_MODULES = [
     "demo", "encode", "train_cmd", "index", "search", "eval_cmd", "diagnose_cmd",
-    "rag_cmd", "caption_cmd", "prompting_cmd", "serve_cmd", "bench_cmd",
+    "rag_cmd", "caption_cmd", "prompting_cmd", "serve_cmd",
 ]
 
 for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _exc:  # a module not written yet
-        if _exc.name != f"{__name__}.{_name}":
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
 _BOOL_WORDS = {"true": True, "false": False}

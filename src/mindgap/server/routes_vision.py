@@ -8,8 +8,6 @@ started with ``--caption-model DIR``. The visual-prompting routes exist when
 # no `from __future__ import annotations`: FastAPI resolves route signatures at runtime.
 
 import base64
-import importlib
-import importlib.util
 import io
 from typing import Annotated, Any, Optional
 
@@ -24,14 +22,6 @@ from .workers import within
 
 class CaptionNotConfigured(NotFound):
     code = "caption_not_configured"
-
-
-def has_module(name: str) -> bool:
-    """Whether an optional mindgap module is present (without importing its heavy parts)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
 
 
 def _split(values: Optional[list], field: str, *, required: bool) -> Optional[list]:
@@ -90,69 +80,63 @@ def router(cfg: Any) -> APIRouter:
         results = await within(w.run(w.generate, cap.describe_vectors, vecs, names), cfg.timeout_s, "captioning")
         return {"results": _dicts(results)}
 
-    if has_module("mindgap.prompting.zeroshot"):
+    @r.post("/classify", response_model=ResultsResponse)
+    async def classify(image: Annotated[list[UploadFile], File(description="Images to classify.")],
+                       label: Annotated[list[str], Form(description="Labels (repeatable, or comma-separated).")],
+                       template: Annotated[Optional[list[str]], Form(
+                           description="Templates with one `{}` for the label (default: built-in).")] = None,
+                       k: Annotated[int, Form(ge=1, le=100)] = 5,
+                       state: Any = Depends(get_state)) -> Any:
+        """Zero-shot classification: each image against "a photo of a {label}"-style prompts."""
+        from mindgap.prompting.zeroshot import classify as zs
 
-        @r.post("/classify", response_model=ResultsResponse)
-        async def classify(image: Annotated[list[UploadFile], File(description="Images to classify.")],
-                           label: Annotated[list[str], Form(description="Labels (repeatable, or comma-separated).")],
-                           template: Annotated[Optional[list[str]], Form(
-                               description="Templates with one `{}` for the label (default: built-in).")] = None,
-                           k: Annotated[int, Form(ge=1, le=100)] = 5,
-                           state: Any = Depends(get_state)) -> Any:
-            """Zero-shot classification: each image against "a photo of a {label}"-style prompts."""
-            from mindgap.prompting.zeroshot import classify as zs
+        labels = _split(label, "label", required=True)
+        templates = [t for t in (template or [])] or None
+        if templates and len(templates) > 64:
+            raise InputError("at most 64 templates", item="template")
+        pil, _ = await read_images(state, image)
+        res = await _call(state, zs, state.encoder, pil, labels, templates=templates, k=k, what="classify")
+        return {"results": _dicts(res)}
 
-            labels = _split(label, "label", required=True)
-            templates = [t for t in (template or [])] or None
-            if templates and len(templates) > 64:
-                raise InputError("at most 64 templates", item="template")
-            pil, _ = await read_images(state, image)
-            res = await _call(state, zs, state.encoder, pil, labels, templates=templates, k=k, what="classify")
-            return {"results": _dicts(res)}
+    @r.post("/ground", response_model=ResultsResponse)
+    async def ground(image: Annotated[UploadFile, File(description="The image.")],
+                     phrase: Annotated[str, Form(min_length=1, max_length=500)],
+                     regions: Annotated[Optional[str], Form(
+                         max_length=2000, description="grid:RxC (default 3x3) or ';'-separated boxes.")] = None,
+                     marker: Annotated[Optional[str], Form(
+                         max_length=40, description="ellipse (default), circle, arrow, crop, blur, ...")] = None,
+                     color: Annotated[Optional[str], Form(max_length=40, description="Marker colour.")] = None,
+                     prior: Annotated[bool, Form(description="Subtract the empty-phrase prior.")] = True,
+                     overlay: Annotated[bool, Form(description="Add the marked image as a PNG data URL.")] = False,
+                     state: Any = Depends(get_state)) -> Any:
+        """Referring-expression grounding by visual prompting (draw a red ellipse, ask CLIP)."""
+        from mindgap.prompting.ground import ground as gr
 
-    if has_module("mindgap.prompting.ground"):
+        if not phrase.strip():
+            raise InputError("empty phrase", item="phrase")
+        pil, _ = await read_images(state, [image])
+        opts = {k: v for k, v in {"regions": regions, "marker": marker, "color": color}.items() if v is not None}
+        res = await _call(state, gr, state.encoder, pil[0], phrase, prior=prior, what="ground", **opts)
+        d = res.to_dict()
+        if overlay:
+            buf = io.BytesIO()
+            res.overlay().save(buf, format="PNG")
+            d["overlay_png"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        return {"results": [d]}
 
-        @r.post("/ground", response_model=ResultsResponse)
-        async def ground(image: Annotated[UploadFile, File(description="The image.")],
-                         phrase: Annotated[str, Form(min_length=1, max_length=500)],
-                         regions: Annotated[Optional[str], Form(
-                             max_length=2000, description="grid:RxC (default 3x3) or ';'-separated boxes.")] = None,
-                         marker: Annotated[Optional[str], Form(
-                             max_length=40, description="ellipse (default), circle, arrow, crop, blur, ...")] = None,
-                         color: Annotated[Optional[str], Form(max_length=40, description="Marker colour.")] = None,
-                         prior: Annotated[bool, Form(description="Subtract the empty-phrase prior.")] = True,
-                         overlay: Annotated[bool, Form(description="Add the marked image as a PNG data URL.")] = False,
-                         state: Any = Depends(get_state)) -> Any:
-            """Referring-expression grounding by visual prompting (draw a red ellipse, ask CLIP)."""
-            from mindgap.prompting.ground import ground as gr
+    @r.post("/moderate", response_model=ResultsResponse)
+    async def moderate(image: Annotated[list[UploadFile], File(description="Images to check.")],
+                       unsafe: Annotated[Optional[list[str]], Form(description="Unsafe categories.")] = None,
+                       safe: Annotated[Optional[list[str]], Form(description="Safe categories.")] = None,
+                       threshold: Annotated[Optional[float], Form(
+                           gt=0.0, le=1.0, description="Unsafe probability that flags an image (0.5).")] = None,
+                       state: Any = Depends(get_state)) -> Any:
+        """Content moderation: each image against unsafe vs. safe category prompts."""
+        from mindgap.prompting.moderation import moderate as mod
 
-            if not phrase.strip():
-                raise InputError("empty phrase", item="phrase")
-            pil, _ = await read_images(state, [image])
-            opts = {k: v for k, v in {"regions": regions, "marker": marker, "color": color}.items() if v is not None}
-            res = await _call(state, gr, state.encoder, pil[0], phrase, prior=prior, what="ground", **opts)
-            d = res.to_dict()
-            if overlay:
-                buf = io.BytesIO()
-                res.overlay().save(buf, format="PNG")
-                d["overlay_png"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-            return {"results": [d]}
-
-    if has_module("mindgap.prompting.moderation"):
-
-        @r.post("/moderate", response_model=ResultsResponse)
-        async def moderate(image: Annotated[list[UploadFile], File(description="Images to check.")],
-                           unsafe: Annotated[Optional[list[str]], Form(description="Unsafe categories.")] = None,
-                           safe: Annotated[Optional[list[str]], Form(description="Safe categories.")] = None,
-                           threshold: Annotated[Optional[float], Form(
-                               gt=0.0, le=1.0, description="Unsafe probability that flags an image (0.5).")] = None,
-                           state: Any = Depends(get_state)) -> Any:
-            """Content moderation: each image against unsafe vs. safe category prompts."""
-            from mindgap.prompting.moderation import moderate as mod
-
-            pil, _ = await read_images(state, image)
-            res = await _call(state, mod, state.encoder, pil, unsafe=_split(unsafe, "unsafe", required=False),
-                              safe=_split(safe, "safe", required=False), threshold=threshold, what="moderate")
-            return {"results": _dicts(res)}
+        pil, _ = await read_images(state, image)
+        res = await _call(state, mod, state.encoder, pil, unsafe=_split(unsafe, "unsafe", required=False),
+                          safe=_split(safe, "safe", required=False), threshold=threshold, what="moderate")
+        return {"results": _dicts(res)}
 
     return r
