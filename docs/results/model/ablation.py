@@ -77,19 +77,23 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", default=list(ROWS))
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--keep", default=None, help="copy each model directory under this folder")
+    ap.add_argument("--cache", default=None, help="a file that keeps the decoded images and cached features across runs")
     args = ap.parse_args()
     from mindgap.encoders.train import TrainConfig, train
 
     out = Path(args.out)
     res_path = out / "ablation.json"
     results = json.loads(res_path.read_text()) if res_path.is_file() else {"rows": {}}
-    caches: dict = {}
+    import torch
+
+    caches: dict = torch.load(args.cache, weights_only=False) if args.cache and Path(args.cache).is_file() else {}
     tmp = Path(tempfile.mkdtemp(prefix="ablation-"))
     for name in args.rows:
         over, what = ROWS[name]
         cfg = TrainConfig(**over)
         print(f"== {name}: {what}", file=sys.stderr, flush=True)
         t0 = time.time()
+        n_keys = len(caches)
         d = tmp / name
         rec = train(cfg, d, progress=True, evaluate=True, caches=caches)
         m = rec["test_metrics"]
@@ -108,6 +112,8 @@ def main() -> None:
             "model_bytes": sum(f.stat().st_size for f in d.iterdir()),
         }
         results["rows"][name] = row
+        if args.cache and len(caches) != n_keys:
+            torch.save(caches, args.cache)
         if args.keep:
             shutil.copytree(d, Path(args.keep) / name, dirs_exist_ok=True)
         shutil.rmtree(d, ignore_errors=True)

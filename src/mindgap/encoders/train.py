@@ -185,6 +185,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         else:
             caches[tkey] = td.sentence_embeddings(text, tokenizer, caps, cfg.max_tokens, progress)
     text_in = caches[tkey]
+    t_text = time.time()
     tuned_layers = list(text.base.encoder.layer[len(text.base.encoder.layer) - top:]) if top else []
     for layer in tuned_layers:
         layer.requires_grad_(True)
@@ -198,12 +199,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
     pixels = caches[ikey]
     cut = N_BLOCKS + 1 if cfg.unfreeze == 0 else N_BLOCKS - (cfg.unfreeze - 1)
     if lite:
-        fkey = ("features", key_data, cfg.image_size, cfg.views, cut, cfg.crop_scale, cfg.jitter)
+        # One backbone pass per view, stopped below the last block: the frozen-everything and the
+        # top-1/top-2 recipes all derive their inputs from it (the rest of the net is cheap).
+        base_cut = min(cut, N_BLOCKS - 1)
+        fkey = ("features", key_data, cfg.image_size, cfg.views, base_cut, tuple(cfg.crop_scale), cfg.jitter)
         if fkey not in caches:
+            if cfg.init:
+                raise InputError("--init with the cached-feature recipe is not supported; train from the pretrained backbone",
+                                 item="--init")
             centre = td.center_views(train_recs, cfg.image_size, mcfg["image_mean"], mcfg["image_std"], progress)
-            caches[fkey] = td.backbone_features(image.backbone, pixels, centre, cut, cfg.views, cfg.image_size,
+            caches[fkey] = td.backbone_features(image.backbone, pixels, centre, base_cut, cfg.views, cfg.image_size,
                                                 cfg.crop_scale, cfg.jitter, cfg.seed, mean, std, progress)
-        feats = caches[fkey]
+        dkey = fkey + (cut,)
+        if cut != base_cut and dkey not in caches:
+            caches[dkey] = td.derive_features(image.backbone, caches[fkey], base_cut, cut)
+        feats = caches[dkey] if cut != base_cut else caches[fkey]
         image.backbone.requires_grad_(False)
         if cfg.unfreeze >= 1:
             image.backbone._conv_head.requires_grad_(True)
@@ -278,6 +288,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
     for layer in tuned_layers:
         layer.train()
     t_train = time.time()
+    phases = {"data_and_text_seconds": round(t_text - t0, 1), "image_cache_seconds": round(t_train - t_text, 1)}
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen)
         ep_loss = 0.0
@@ -324,6 +335,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
                  "train_images": [r.image_id for r in train_recs], "calib_images": [r.image_id for r in calib_recs]},
         "train_seconds": round(train_seconds, 1),
         "seconds_per_step": round(step_seconds, 4),
+        "phase_seconds": {**phases, "steps_seconds": round(step_seconds * step, 1)},
         "steps": step,
         "epoch_loss": history,
         "final_temperature": round(math.exp(-logit_scale.item()), 4),

@@ -171,6 +171,8 @@ def backbone_features(backbone: Any, images: np.ndarray, centre: Any, cut: int, 
     n = len(images)
     imgs = torch.from_numpy(images).permute(0, 3, 1, 2)
     backbone.eval()
+    run = _onnx_runner(backbone, cut, size) or (
+        lambda px: backbone(px) if cut > N_BLOCKS else backbone.forward_lower(px, cut))
     out = None
     bar = None
     if progress:
@@ -181,9 +183,7 @@ def backbone_features(backbone: Any, images: np.ndarray, centre: Any, cut: int, 
         for v in range(views):
             for s in range(0, n, batch):
                 px = centre[s : s + batch] if v == 0 else augment(imgs[s : s + batch], size, crop_scale, jitter, gen, mean, std)
-                px = px.contiguous(memory_format=torch.channels_last)
-                f = backbone(px) if cut > N_BLOCKS else backbone.forward_lower(px, cut)
-                f = f.to(torch.float16)
+                f = run(px.contiguous()).to(torch.float16)
                 if out is None:
                     out = torch.empty((views, n, *f.shape[1:]), dtype=torch.float16)
                 out[v, s : s + len(f)] = f
@@ -192,6 +192,70 @@ def backbone_features(backbone: Any, images: np.ndarray, centre: Any, cut: int, 
     if bar:
         bar.close()
     return out
+
+
+def derive_features(backbone: Any, feats: Any, cut_from: int, cut_to: int, batch: int = 512) -> Any:
+    """Run the frozen blocks ``[cut_from, cut_to)`` (and the head when ``cut_to`` is past the
+    last block) on cached feature maps: the inputs of a recipe that freezes more layers."""
+    import torch
+
+    from .effnet_lite import N_BLOCKS
+
+    backbone.eval()
+    out = None
+    flat = feats.reshape(-1, *feats.shape[2:])
+    with torch.inference_mode():
+        for s in range(0, len(flat), batch):
+            x = flat[s : s + batch].float()
+            if cut_to > N_BLOCKS:
+                y = backbone.forward_upper(x, cut_from)
+            else:
+                for blk in backbone._blocks[cut_from:cut_to]:
+                    x = blk(x)
+                y = x
+            y = y.to(torch.float16)
+            if out is None:
+                out = torch.empty((len(flat), *y.shape[1:]), dtype=torch.float16)
+            out[s : s + len(y)] = y
+    return out.reshape(feats.shape[0], feats.shape[1], *out.shape[1:])
+
+
+def _onnx_runner(backbone: Any, cut: int, size: int) -> Any:
+    """The frozen backbone through ONNX Runtime (several times faster than PyTorch on CPU for
+    this depthwise-convolution network); ``None`` when ONNX Runtime or the exporter is missing.
+    Same weights, fp32: the features match PyTorch's to float rounding."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .effnet_lite import N_BLOCKS
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+
+    class Lower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = backbone
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.b(x) if cut > N_BLOCKS else self.b.forward_lower(x, cut)
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "backbone.onnx"
+            torch.onnx.export(Lower().eval(), (torch.randn(2, 3, size, size),), str(path), input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17,
+                              dynamo=False)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = torch.get_num_threads()
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - fall back to PyTorch
+        return None
+    return lambda px: torch.from_numpy(sess.run(["y"], {"x": px.numpy()})[0])
 
 
 def sentence_embeddings(text_tower: Any, tokenizer: Any, texts: list[str], max_tokens: int, progress: bool,
