@@ -1,21 +1,7 @@
 """``mindgap search`` (single or batched, gap-corrected) and ``mindgap fit-gap``.
 
-Query files (``search --queries``, ``fit-gap --pseudo``): one text query per line, or
-JSONL (``.jsonl`` suffix, or a first line starting with ``{``) with records
-``{"query": "..."}`` / ``{"text": "..."}`` or ``{"image": "path"}`` (relative to the
-file's folder) and an optional ``"id"``.
-
-Pairs files (``fit-gap --pairs``, labelled fitting data), JSONL, one pair per line::
-
-    {"query": "a dog runs on the beach", "gold_id": "<id of an item in the store>"}
-    {"query": "who painted it?", "gold_text": "A passage that answers it ..."}
-    {"query": "a red car", "gold_image": "images/car.jpg"}
-    {"query_image": "q/photo.jpg", "gold_id": "doc-17"}
-
-exactly one of ``query`` (text) / ``query_image`` (path) and exactly one of ``gold_id`` /
-``gold_text`` / ``gold_image`` (paths relative to the pairs file's folder); other fields
-are ignored. ``gold_text`` is embedded like the store's passages (its text mode). Any bad
-line is an error naming the line: fitting on silently dropped pairs would be wrong.
+Query files and pairs files (formats, benchmark files included) are read by
+:mod:`mindgap.gap.pairs`; this module parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -25,156 +11,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 
+from ..gap.pairs import benchmark_header, read_pairs, read_queries
 from .common import console, err_console, print_json, table
 from .index import STORE_HELP, make_retriever, open_existing_store
 
 GAP_HELP = "Gap corrector (naive, zscore, center, ...; a fitted name). Default: the store's default."
-
-
-# -- input files -------------------------------------------------------------------------
-def _lines(path: Path) -> list[tuple[int, str]]:
-    from ..errors import InputError
-    from ..text import decode_text
-
-    if not path.is_file():
-        raise InputError("file not found", item=str(path))
-    text = decode_text(path.read_bytes(), name=str(path))
-    return [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-
-
-def _json_line(path: Path, ln: int, raw: str) -> dict[str, Any]:
-    from ..errors import InputError
-
-    try:
-        rec = json.loads(raw)
-    except ValueError as exc:
-        raise InputError(f"line {ln}: not valid JSON ({getattr(exc, 'msg', exc)})", item=str(path)) from None
-    if not isinstance(rec, dict):
-        raise InputError(f"line {ln}: expected a JSON object", item=str(path))
-    return rec
-
-
-def _path_field(path: Path, ln: int, rec: dict[str, Any], key: str) -> str:
-    from ..errors import InputError
-
-    v = rec[key]
-    if not isinstance(v, str) or not v.strip():
-        raise InputError(f"line {ln}: {key!r} must be a path string", item=str(path))
-    p = Path(v).expanduser()
-    p = p if p.is_absolute() else path.parent / p
-    if not p.is_file():
-        raise InputError(f"line {ln}: {key} file not found ({p})", item=str(path))
-    return str(p.resolve())
-
-
-def _one_of(path: Path, ln: int, rec: dict[str, Any], keys: tuple[str, ...]) -> str:
-    from ..errors import InputError
-
-    have = [k for k in keys if rec.get(k) is not None]
-    if len(have) != 1:
-        raise InputError(f"line {ln}: needs exactly one of {', '.join(map(repr, keys))}"
-                         + (f" (has {', '.join(have)})" if have else ""), item=str(path))
-    return have[0]
-
-
-def read_queries(path: Path) -> list[dict[str, str]]:
-    """Queries of a file → ``[{"id", "text"} | {"id", "image"}]`` (format in the module docstring)."""
-    from ..errors import InputError
-
-    lines = _lines(path)
-    if not lines:
-        raise InputError("no queries in the file", item=str(path))
-    out: list[dict[str, str]] = []
-    if path.suffix == ".jsonl" or lines[0][1].lstrip().startswith("{"):
-        for ln, raw in lines:
-            rec = _json_line(path, ln, raw)
-            key = _one_of(path, ln, rec, ("query", "text", "image"))
-            qid = str(rec.get("id", rec.get("qid", f"q{len(out) + 1}")))
-            if key == "image":
-                out.append({"id": qid, "image": _path_field(path, ln, rec, "image")})
-            else:
-                if not isinstance(rec[key], str) or not rec[key].strip():
-                    raise InputError(f"line {ln}: empty query text", item=str(path))
-                out.append({"id": qid, "text": rec[key].strip()})
-    else:
-        out = [{"id": f"q{i + 1}", "text": raw.strip()} for i, (_, raw) in enumerate(lines)]
-    return out
-
-
-def read_pairs(path: Path, retr: Any) -> tuple[Any, set[str]]:
-    """A pairs file → ``(FitData, image ids used)`` for the training-overlap check (format above)."""
-    from ..errors import InputError
-    from ..gap import FitData
-    from ..images import load_image
-    from ..types import MODALITIES, Item, Modality
-
-    rows = []
-    for ln, raw in _lines(path):
-        rec = _json_line(path, ln, raw)
-        qk = _one_of(path, ln, rec, ("query", "query_image"))
-        gk = _one_of(path, ln, rec, ("gold_id", "gold_text", "gold_image"))
-        q = _path_field(path, ln, rec, qk) if qk == "query_image" else rec[qk]
-        g = _path_field(path, ln, rec, gk) if gk == "gold_image" else rec[gk]
-        if gk == "gold_id" and isinstance(g, int) and not isinstance(g, bool):
-            g = str(g)  # integer ids, as the JSONL ingester stores them
-        for key, v in ((qk, q), (gk, g)):
-            if not isinstance(v, str) or not v.strip():
-                raise InputError(f"line {ln}: {key!r} must be a non-empty string", item=str(path))
-        rows.append((ln, qk, q, gk, g))
-    if not rows:
-        raise InputError("no pairs in the file", item=str(path))
-    enc = retr.encoder
-    n = len(rows)
-    qv = np.zeros((n, enc.dim), np.float32)
-    gv = np.zeros((n, enc.dim), np.float32)
-    gmod = [""] * n
-    qmod = ["text" if r[1] == "query" else "image" for r in rows]
-    image_ids: set[str] = set()
-    ti = [i for i, r in enumerate(rows) if r[1] == "query"]
-    if ti:
-        qv[ti] = enc.encode_text([rows[i][2] for i in ti], show_progress=False)
-    ii = [i for i, r in enumerate(rows) if r[1] == "query_image"]
-    if ii:
-        pil = [load_image(rows[i][2], name=f"{path.name}:{rows[i][0]} query_image") for i in ii]
-        qv[ii] = enc.encode_image(pil, show_progress=False)
-        image_ids |= {Path(rows[i][2]).stem for i in ii}
-    by_id = [i for i, r in enumerate(rows) if r[3] == "gold_id"]
-    if by_id:
-        ids = sorted({rows[i][4] for i in by_id})
-        items = dict(zip(ids, retr.store.get(ids)))
-        vec: dict[str, np.ndarray] = {}
-        for m in MODALITIES:
-            got, mat = retr.store.vectors(m, [i for i in ids if items[i] is not None and items[i].modality == m])
-            vec.update(zip(got, mat))
-        for i in by_id:
-            ln, gid = rows[i][0], rows[i][4]
-            it = items.get(gid)
-            if it is None or gid not in vec:
-                raise InputError(f"line {ln}: gold_id {gid!r} is not in the store", item=str(path))
-            gv[i], gmod[i] = vec[gid], it.modality.value
-            if it.modality == Modality.IMAGE:
-                image_ids |= {gid, Path(gid).stem} | ({Path(it.uri).stem} if it.uri else set())
-                if it.metadata.get("image_id"):
-                    image_ids.add(str(it.metadata["image_id"]))
-    fresh = [i for i, r in enumerate(rows) if r[3] != "gold_id"]
-    if fresh:
-        items_new = [Item(id=f"{path.name}:{rows[i][0]}", modality=Modality.TEXT if rows[i][3] == "gold_text"
-                          else Modality.IMAGE, text=rows[i][4] if rows[i][3] == "gold_text" else None,
-                          uri=rows[i][4] if rows[i][3] == "gold_image" else None) for i in fresh]
-        ok, mat, skipped = retr.embed_items(items_new)
-        if skipped:
-            raise InputError(f"gold of {skipped[0][0]} cannot be embedded: {skipped[0][1]}", item=str(path))
-        pos = {it.id: j for j, it in enumerate(ok)}
-        for i, it in zip(fresh, items_new):
-            gv[i], gmod[i] = mat[pos[it.id]], it.modality.value
-            if it.uri:
-                image_ids.add(Path(it.uri).stem)
-    return FitData(queries=qv, gold=gv, gold_modality=np.array(gmod), query_modality=np.array(qmod),
-                   pairs="gold"), image_ids
 
 
 # -- output ------------------------------------------------------------------------------
@@ -340,7 +184,7 @@ def register(app: typer.Typer) -> None:
                     n_pairs, kind = len(data.queries), "gold"
                     corr = retr.fit_gap(gap, data, corpus_sample=corpus_sample, name=name, make_default=default)
                 elif pseudo is not None:
-                    qs = read_queries(pseudo)
+                    qs = read_queries(pseudo, split="fit") if benchmark_header(pseudo) else read_queries(pseudo)
                     if any("image" in q for q in qs):
                         raise InputError("--pseudo takes text queries only", item=str(pseudo))
                     n_pairs, kind = len(qs), "pseudo"

@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import InputError, SpecError
 from ..registry import gap_correctors, split_spec
 from .base import FitData, GapCorrector
+from .pairs import read_pairs, read_queries
 
 gap_correctors.register_lazy("naive", "mindgap.gap.naive:Naive", "raw cosine over the mixed store")
 gap_correctors.register_lazy("zscore", "mindgap.gap.zscore:ZScore", "per-modality (cos − μ_M)/σ_M on gold or pseudo pairs")
@@ -92,4 +93,5 @@ def list_gap_correctors() -> dict[str, str]:
     return gap_correctors.describe()
 
 
-__all__ = ["FitData", "GapCorrector", "GAP_NAMES", "make_corrector", "corrector_from_dict", "list_gap_correctors"]
+__all__ = ["FitData", "GapCorrector", "GAP_NAMES", "make_corrector", "corrector_from_dict", "list_gap_correctors",
+           "read_pairs", "read_queries"]
