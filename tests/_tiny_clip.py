@@ -7,6 +7,8 @@ text and vision transformer (image 32×32, patch 8).
 
 from __future__ import annotations
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 from pathlib import Path
 
 MERGES = [("t", "h"), ("th", "e</w>"), ("d", "o"), ("do", "g</w>"), ("a", "n"), ("an", "d</w>"),
@@ -150,12 +152,12 @@ def bundled_dir() -> Path | None:
 
 
 def bundled_onnx_dir(tmp_path_factory) -> Path:  # noqa: ANN001
-    """``mindgap:flickr8k-small`` exported to ONNX with int8 graphs (once per session)."""
+    """The bundled default model (``DEFAULT_OFFLINE_SPEC``) exported to ONNX with int8 graphs (once per session)."""
     if "bundled" not in _CACHE:
         from mindgap.datasets import load_caption_set
         from mindgap.encoders.export import export_onnx
 
         calib = [r.path for r in load_caption_set("flickr8k_224", split="val")[:32]]  # never the test split
-        _CACHE["bundled"] = export_onnx("mindgap:flickr8k-small", tmp_path_factory.mktemp("bundled-onnx") / "onnx",
+        _CACHE["bundled"] = export_onnx(DEFAULT_OFFLINE_SPEC, tmp_path_factory.mktemp("bundled-onnx") / "onnx",
                                         int8=True, calib_images=calib)
     return _CACHE["bundled"]

@@ -36,7 +36,7 @@ def mmqa_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def offline_encoder():
-    """The real trained offline model (bundled, ``mindgap:flickr8k-small``)."""
+    """The real trained offline model (bundled, ``DEFAULT_OFFLINE_SPEC``)."""
     from mindgap.encoders import DEFAULT_OFFLINE_SPEC, load_encoder
 
     return load_encoder(DEFAULT_OFFLINE_SPEC)

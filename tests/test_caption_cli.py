@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 import json
 
 import pytest
@@ -35,7 +37,7 @@ def bad_images(tmp_path, flickr_test):
 def test_fit_writes_a_complete_model(model_dir):
     meta = json.loads((model_dir / "caption_model.json").read_text())
     assert meta["n_images"] == 25 and meta["n_captions"] == 125 and meta["kind"] == "ols"
-    assert meta["encoder"] == "mindgap:flickr8k-small" and meta["split"] == "val"
+    assert meta["encoder"] == DEFAULT_OFFLINE_SPEC and meta["split"] == "val"
     for f in ["map.npz", "images.npy", "store/captions.jsonl", "store/vectors.npy", "store/index_mapped.faiss"]:
         assert (model_dir / f).is_file(), f
 

@@ -8,6 +8,8 @@ images (never trained on); training images are refused.
 
 from __future__ import annotations
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 import json
 import shutil
 from pathlib import Path
@@ -71,7 +73,7 @@ def run_err(capsys, args: list[str]) -> str:
 
 def test_index_search_json_table_image_modality_rm(store, capsys, flickr_test) -> None:
     info = run_json(capsys, ["info", store])
-    assert info["counts"] == {"text": N, "image": N} and info["manifest"]["encoder_spec"] == "mindgap:flickr8k-small"
+    assert info["counts"] == {"text": N, "image": N} and info["manifest"]["encoder_spec"] == DEFAULT_OFFLINE_SPEC
     q = flickr_test[3].captions[1]
     res = run_json(capsys, ["search", store, q, "-k", "8"])
     hits = res["hits"]
@@ -174,9 +176,9 @@ def test_pairs_validation_and_training_overlap(store, capsys, tmp_path, flickr_d
 
 def test_encoder_mismatch_refused(store, capsys, kb_jsonl) -> None:
     msg = run_err(capsys, ["search", store, "a dog", "--encoder", "hf:openai/clip-vit-base-patch32"])
-    assert "built with encoder 'mindgap:flickr8k-small'" in msg and "hf:openai/clip-vit-base-patch32" in msg
+    assert f"built with encoder '{DEFAULT_OFFLINE_SPEC}'" in msg and "hf:openai/clip-vit-base-patch32" in msg
     msg = run_err(capsys, ["index", str(kb_jsonl), "--store", store, "--encoder", "hf:openai/clip-vit-base-patch32"])
-    assert "built with encoder 'mindgap:flickr8k-small'" in msg
+    assert f"built with encoder '{DEFAULT_OFFLINE_SPEC}'" in msg
     with pytest.raises(EncoderMismatch):
         Retriever(store, encoder="hf:openai/clip-vit-base-patch32")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 import importlib.util
 
 import numpy as np
@@ -19,7 +21,7 @@ OPEN_CLIP_SKIP = (
     "libc10_cuda.so / libtorch_cuda.so, which the CPU torch lacks, so `import torchvision` fails "
     "('operator torchvision::nms does not exist'); 0.27.1 wants torch 2.12.1, 0.29.x torch >= 2.14"
 )
-NEEDS_BUNDLED = pytest.mark.skipif(bundled_dir() is None, reason="bundled mindgap:flickr8k-small not trained yet")
+NEEDS_BUNDLED = pytest.mark.skipif(bundled_dir() is None, reason="bundled offline model not trained yet")
 
 BACKENDS = [
     pytest.param("mindgap", id="mindgap", marks=NEEDS_BUNDLED),
@@ -37,7 +39,7 @@ BACKENDS = [
 
 def _spec(kind: str, tmp_path_factory) -> str:
     return {
-        "mindgap": lambda: "mindgap:flickr8k-small",
+        "mindgap": lambda: DEFAULT_OFFLINE_SPEC,
         "hf-mindgap-dir": lambda: f"hf:{bundled_dir()}",
         "onnx-mindgap-fp32": lambda: f"onnx:{bundled_onnx_dir(tmp_path_factory)}",
         "onnx-mindgap-int8": lambda: f"onnx:{bundled_onnx_dir(tmp_path_factory)}?variant=int8",

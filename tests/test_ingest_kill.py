@@ -9,6 +9,8 @@ and re-running the same command must complete it to the very store an uninterrup
 
 from __future__ import annotations
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 import json
 import os
 import re
@@ -118,7 +120,7 @@ def test_sigkill_midway_then_resume(backend, source, reference, tmp_path, offlin
     assert sorted(part) == sorted(ids[:n])
     want = snapshot(reference)
     assert_same(part, {i: want[i] for i in ids[:n]})
-    assert st.manifest is not None and st.manifest.encoder_spec == "mindgap:flickr8k-small"
+    assert st.manifest is not None and st.manifest.encoder_spec == DEFAULT_OFFLINE_SPEC
     st.close()
 
     from mindgap.cli import index as cli_index

@@ -105,7 +105,7 @@ def test_tiny_clip_parity(tiny_hf, onnx_dir, held_out_images, variant, floor):
         assert ct.min() > 0.99999 and ci.min() > 0.9999  # same graph, same tokens, same pixels
 
 
-@pytest.mark.skipif(bundled_dir() is None, reason="bundled mindgap:flickr8k-small not trained yet")
+@pytest.mark.skipif(bundled_dir() is None, reason="bundled offline model not trained yet")
 def test_bundled_model_parity(tmp_path_factory, flickr_test):
     """fp32 and int8 stay close to PyTorch on 120 held-out (test-split) images and 240 captions.
 
