@@ -8,16 +8,23 @@ from .errors import MindgapError  # noqa: E402
 from .types import Hit, Item, Modality  # noqa: E402
 
 
+#: public name → the module that defines it (imported on first use: ``import mindgap`` stays light)
+_LAZY = {
+    "load_encoder": "encoders", "list_encoders": "encoders",
+    "open_store": "stores", "list_stores": "stores",
+    "make_corrector": "gap", "list_gap_correctors": "gap",
+    "load_generator": "rag.generators",
+    "Retriever": "retriever",
+}
+
+
 def __getattr__(name: str):  # noqa: ANN202 - lazy heavy exports
-    if name in {"load_encoder", "list_encoders"}:
-        from . import encoders
+    if name in _LAZY:
+        import importlib
 
-        return getattr(encoders, name)
-    if name == "Retriever":
-        from .retriever import Retriever
-
-        return Retriever
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
 
 
-__all__ = ["Hit", "Item", "MindgapError", "Modality", "Retriever", "load_encoder", "list_encoders", "__version__"]
+__all__ = ["Hit", "Item", "MindgapError", "Modality", "Retriever", "list_encoders", "list_gap_correctors",
+           "list_stores", "load_encoder", "load_generator", "make_corrector", "open_store", "__version__"]

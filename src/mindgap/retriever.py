@@ -2,10 +2,10 @@
 
 Example:
     >>> from mindgap import Retriever
-    >>> r = Retriever("lancedb:/tmp/kb", encoder="mindgap:flickr8k-small")  # doctest: +SKIP
-    >>> r.index(items)                                                       # doctest: +SKIP
-    >>> r.fit_gap("zscore", pseudo_queries=["a dog on grass", ...])          # doctest: +SKIP
-    >>> r.search("a dog running on the beach", k=10, gap="zscore")           # doctest: +SKIP
+    >>> with Retriever("lancedb:/tmp/kb") as r:                               # doctest: +SKIP
+    ...     r.index(items)
+    ...     r.fit_gap("zscore", pseudo_queries=["a dog on grass", ...])
+    ...     hits = r.search("a dog running on the beach", k=10, gap="zscore")
 """
 
 from __future__ import annotations
@@ -30,6 +30,32 @@ from .types import MODALITIES, Hit, Item, Modality
 log = logging.getLogger(__name__)
 
 
+def resolve_encoder_spec(manifest: Manifest | None, requested: str | None = None) -> str:
+    """The encoder spec a store is used with — the one place this is decided (Retriever, CLI, server).
+
+    ``requested`` when given, else the store's (its manifest), else the bundled offline
+    model. A requested spec other than the store's is refused here, before any model loads.
+
+    Example:
+        >>> m = Manifest(encoder_spec="hf:some/clip", dim=512)
+        >>> resolve_encoder_spec(m)
+        'hf:some/clip'
+        >>> resolve_encoder_spec(m, "onnx:/other")
+        Traceback (most recent call last):
+        ...
+        mindgap.errors.EncoderMismatch: this store was built with encoder 'hf:some/clip' (dim 512); ...
+    """
+    if manifest is not None:
+        if requested and requested != manifest.encoder_spec:
+            manifest.check_encoder(requested, manifest.dim)  # raises EncoderMismatch naming both
+        return manifest.encoder_spec
+    if requested:
+        return requested
+    from .encoders import DEFAULT_OFFLINE_SPEC
+
+    return DEFAULT_OFFLINE_SPEC
+
+
 class TrainingOverlapError(InputError):
     """Fitting pairs overlap the encoder's recorded training data."""
 
@@ -50,18 +76,11 @@ class Retriever:
     def __init__(self, store: str | VectorStore, encoder: Any = None, *, text_mode: str = "sentences") -> None:
         self.store: VectorStore = open_store(store) if isinstance(store, str) else store
         self._encoder = None if encoder is None or isinstance(encoder, str) else encoder
-        self._encoder_spec = encoder if isinstance(encoder, str) else getattr(encoder, "name", None)
         m = self.store.manifest
-        if m is None and self._encoder_spec is None:
-            from .encoders import DEFAULT_OFFLINE_SPEC
-
-            self._encoder_spec = DEFAULT_OFFLINE_SPEC
-        if m is not None:
-            if self._encoder_spec is None:
-                self._encoder_spec = m.encoder_spec
-            elif self._encoder_spec != m.encoder_spec:
-                m.check_encoder(self._encoder_spec, m.dim if self._encoder is None else self._encoder.dim)
-            if self._encoder is not None:
+        self._encoder_spec = resolve_encoder_spec(m, encoder if isinstance(encoder, str) else None)
+        if self._encoder is not None:
+            self._encoder_spec = self._encoder.name
+            if m is not None:
                 m.check_encoder(self._encoder.name, self._encoder.dim)
         self.text_mode = m.text_mode if m is not None else text_mode
         self._gaps: dict[str, GapCorrector] = {}
@@ -458,6 +477,12 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> "Retriever":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def resolve_path(p: str | Path) -> Path:

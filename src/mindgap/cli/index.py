@@ -84,13 +84,10 @@ _ENCODERS: dict[str, Any] = {}
 def make_retriever(st: Any, encoder: str | None = None, *, text_mode: str = "sentences") -> Any:
     """A :class:`~mindgap.Retriever` on an open store; a query/index encoder other than the
     store's is refused *before* any model is loaded."""
-    from ..encoders import DEFAULT_OFFLINE_SPEC, load_encoder
-    from ..retriever import Retriever
+    from ..encoders import load_encoder
+    from ..retriever import Retriever, resolve_encoder_spec
 
-    m = st.manifest
-    spec = encoder or (m.encoder_spec if m is not None else DEFAULT_OFFLINE_SPEC)
-    if m is not None and spec != m.encoder_spec:
-        m.check_encoder(spec, m.dim)  # raises EncoderMismatch with both specs named
+    spec = resolve_encoder_spec(st.manifest, encoder)  # another encoder than the store's: refused here
     if spec not in _ENCODERS:
         _ENCODERS[spec] = load_encoder(spec)
     return Retriever(st, encoder=_ENCODERS[spec], text_mode=text_mode)

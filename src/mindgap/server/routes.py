@@ -30,6 +30,7 @@ from .schemas import (
     HealthResponse, IndexResponse, ItemOut, ItemsRequest, SearchResponse, SimilarityResponse,
 )
 from .security import NotFound, RequestTimeout, Unauthorized, check_api_key, check_total_pixels, decode_upload
+from .state import STATIC_DIR, ServerState
 from .workers import PooledEncoder, WriteJob, within
 
 MAX_IMAGES = 16
@@ -38,8 +39,8 @@ ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 404, 409, 413, 415, 42
 Modal = Optional[Literal["text", "image"]]
 
 
-async def get_state(request: Request) -> Any:
-    """The :class:`~mindgap.server.app.ServerState` (started)."""
+async def get_state(request: Request) -> ServerState:
+    """The :class:`~mindgap.server.state.ServerState` (started)."""
     state = request.app.state.mg
     if not state.started:  # lifespan off (embedded use): start on first request
         import anyio
@@ -94,7 +95,7 @@ def _check_texts(texts: list, field: str) -> list:
     return texts
 
 
-async def read_images(state: Any, files: list, field: str = "image") -> tuple[list, list]:
+async def read_images(state: ServerState, files: list, field: str = "image") -> tuple[list, list]:
     """Uploads → (RGB PIL images, names); format sniffed from bytes, pixel limit before decoding."""
     if not files:
         raise InputError("no image uploaded", item=field)
@@ -113,17 +114,17 @@ async def read_images(state: Any, files: list, field: str = "image") -> tuple[li
     return pil, [n for _, n in raw]
 
 
-async def embed_images(state: Any, pil: list) -> np.ndarray:
+async def embed_images(state: ServerState, pil: list) -> np.ndarray:
     w = state.workers
     return await within(w.run(w.model, state.encoder.encode_image, pil, show_progress=False),
                         state.config.timeout_s, "image embedding")
 
 
-async def embed_texts(state: Any, texts: list) -> np.ndarray:
+async def embed_texts(state: ServerState, texts: list) -> np.ndarray:
     return await within(state.batcher.encode(texts), state.config.timeout_s, "text embedding")
 
 
-def _search_locked(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
+def _search_locked(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
                    text: Optional[str]) -> list:
     # the query string reaches correctors that route on text (modal-clf)
     texts = [text] if text is not None else None
@@ -131,7 +132,7 @@ def _search_locked(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Optio
         return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts)[0]
 
 
-async def run_search(state: Any, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
+async def run_search(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
                      text: Optional[str] = None) -> list:
     w = state.workers
     return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text),
@@ -149,7 +150,7 @@ def save_upload(folder: Path, data: bytes) -> Path:
     return path
 
 
-def _prepare_items(state: Any, items: list) -> list:
+def _prepare_items(state: ServerState, items: list) -> list:
     """Validate every item first (all or nothing); image bytes are checked and kept on disk."""
     out = []
     for i, it in enumerate(items):
@@ -177,7 +178,7 @@ def _prepare_items(state: Any, items: list) -> list:
     return out
 
 
-def _write_items(state: Any, items: list, job: WriteJob) -> Any:
+def _write_items(state: ServerState, items: list, job: WriteJob) -> Any:
     """Embed outside the store lock (chunks on the model thread), then commit one atomic batch."""
     retr = state.retriever
     with state.lock.read():
@@ -194,7 +195,7 @@ def _write_items(state: Any, items: list, job: WriteJob) -> Any:
     return rep
 
 
-async def write_items(state: Any, items: list) -> Any:
+async def write_items(state: ServerState, items: list) -> Any:
     """Run a write under the request timeout without lying: cancelled (504, nothing written) or committed."""
     job = WriteJob()
     task = asyncio.ensure_future(state.workers.run(state.workers.store, _write_items, state, items, job))
@@ -210,12 +211,12 @@ async def write_items(state: Any, items: list) -> Any:
         return await task  # the commit had begun: wait for it and report what was written
 
 
-def _delete_item(state: Any, item_id: str) -> int:
+def _delete_item(state: ServerState, item_id: str) -> int:
     with state.lock.write():
         return state.retriever.delete([item_id])
 
 
-def _get_item(state: Any, item_id: str) -> Optional[Item]:
+def _get_item(state: ServerState, item_id: str) -> Optional[Item]:
     with state.lock.read():
         return state.retriever.store.get([item_id])[0]
 
@@ -227,7 +228,7 @@ def router(cfg: Any) -> APIRouter:
     to = cfg.timeout_s
 
     @public.get("/healthz", response_model=HealthResponse, tags=["meta"])
-    async def healthz(request: Request, state: Any = Depends(get_state)) -> Any:
+    async def healthz(request: Request, state: ServerState = Depends(get_state)) -> Any:
         """Liveness: ``ok``, or ``degraded`` with the problem (e.g. the store does not exist).
 
         Public; the store and the problem's details are shown only with the API key (when one is set).
@@ -242,21 +243,21 @@ def router(cfg: Any) -> APIRouter:
         return {"status": status, "store": uri, "problem": str(state.problem) if state.problem else None}
 
     @r.get("/stats", tags=["meta"])
-    async def stats(state: Any = Depends(get_state)) -> dict:
+    async def stats(state: ServerState = Depends(get_state)) -> dict:
         """Store counts, encoder, fitted gap correctors, request counts, batching, memory, limits."""
         out = await within(state.workers.run(state.workers.store, state.store_stats), to, "stats")
         out["server"] = state.server_stats()
         return out
 
     @r.post("/embed/text", response_model=EmbedResponse, tags=["embed"])
-    async def embed_text(body: EmbedTextRequest, state: Any = Depends(get_state)) -> Any:
+    async def embed_text(body: EmbedTextRequest, state: ServerState = Depends(get_state)) -> Any:
         """Embed texts (batched with concurrent requests) → L2-normalised rows."""
         vecs = await embed_texts(state, _check_texts(body.texts, "texts"))
         return {"encoder": state.encoder.name, "dim": int(vecs.shape[1]), "embeddings": vecs.tolist()}
 
     @r.post("/embed/image", response_model=EmbedResponse, tags=["embed"])
     async def embed_image(image: Annotated[list[UploadFile], File(description="One or more image files.")],
-                          state: Any = Depends(get_state)) -> Any:
+                          state: ServerState = Depends(get_state)) -> Any:
         """Embed uploaded images (multipart field ``image``, repeatable) → L2-normalised rows."""
         pil, names = await read_images(state, image)
         vecs = await embed_images(state, pil)
@@ -266,7 +267,7 @@ def router(cfg: Any) -> APIRouter:
     @r.post("/similarity", response_model=SimilarityResponse, tags=["embed"])
     async def similarity(text: Annotated[Optional[list[str]], Form(description="Texts (repeatable).")] = None,
                          image: Annotated[Optional[list[UploadFile]], File(description="Images (repeatable).")] = None,
-                         state: Any = Depends(get_state)) -> Any:
+                         state: ServerState = Depends(get_state)) -> Any:
         """Cosine matrix: texts × images; or texts × texts / images × images when only one kind is given."""
         texts = _check_texts(list(text or []), "text")
         files = list(image or [])
@@ -289,7 +290,7 @@ def router(cfg: Any) -> APIRouter:
         return {"encoder": state.encoder.name, "rows": rows, "cols": cols, "row_modality": rm, "col_modality": cm,
                 "cosine": np.round(sim, 6).tolist()}
 
-    async def _search(state: Any, query: Optional[str], upload: Any, k: int, gap: Optional[str],
+    async def _search(state: ServerState, query: Optional[str], upload: Any, k: int, gap: Optional[str],
                       modality: Modal) -> dict:
         retr = state.need_retriever()
         t0 = time.perf_counter()
@@ -314,7 +315,7 @@ def router(cfg: Any) -> APIRouter:
                          k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
                          gap: Annotated[Optional[str], Query(max_length=200, description="naive, zscore, ...")] = None,
                          modality: Annotated[Modal, Query(description="Only this modality.")] = None,
-                         state: Any = Depends(get_state)) -> Any:
+                         state: ServerState = Depends(get_state)) -> Any:
         """Text search over the mixed store with a gap corrector (default: the store's)."""
         return await _search(state, query, None, k, gap, modality)
 
@@ -324,12 +325,12 @@ def router(cfg: Any) -> APIRouter:
                           k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                           gap: Annotated[Optional[str], Form(max_length=200)] = None,
                           modality: Annotated[Modal, Form()] = None,
-                          state: Any = Depends(get_state)) -> Any:
+                          state: ServerState = Depends(get_state)) -> Any:
         """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
         return await _search(state, query, image, k, gap, modality)
 
     @r.post("/ask", response_model=AskResponse, tags=["rag"])
-    async def ask(body: AskRequest, state: Any = Depends(get_state)) -> Any:
+    async def ask(body: AskRequest, state: ServerState = Depends(get_state)) -> Any:
         """Retrieve (gap-aware) and answer with the server's generator, citing numbered sources."""
         hits = None
         if not body.no_rag:
@@ -352,7 +353,7 @@ def router(cfg: Any) -> APIRouter:
         return d
 
     @r.post("/items", response_model=IndexResponse, tags=["items"])
-    async def add_items(body: ItemsRequest, state: Any = Depends(get_state)) -> Any:
+    async def add_items(body: ItemsRequest, state: ServerState = Depends(get_state)) -> Any:
         """Index items in one atomic batch; answered only once the store has committed it.
 
         Past the server's timeout the write is cancelled before its commit (504, nothing
@@ -374,7 +375,7 @@ def router(cfg: Any) -> APIRouter:
 
     @r.get("/items/{item_id:path}/image", tags=["items"], response_class=FileResponse,
            responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The image file."}})
-    async def item_image(item_id: str, state: Any = Depends(get_state)) -> Any:
+    async def item_image(item_id: str, state: ServerState = Depends(get_state)) -> Any:
         """The image file of an image item (only files the store references; looked up by id)."""
         state.need_retriever(allow_empty=True)
         it = await state.workers.run(state.workers.store, _get_item, state, item_id)
@@ -394,7 +395,7 @@ def router(cfg: Any) -> APIRouter:
         return FileResponse(p, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
 
     @r.get("/items/{item_id:path}", response_model=ItemOut, tags=["items"])
-    async def get_item(item_id: str, state: Any = Depends(get_state)) -> Any:
+    async def get_item(item_id: str, state: ServerState = Depends(get_state)) -> Any:
         """One stored item (its text, metadata and ``image_url`` for images)."""
         state.need_retriever(allow_empty=True)
         it = await state.workers.run(state.workers.store, _get_item, state, item_id)
@@ -403,7 +404,7 @@ def router(cfg: Any) -> APIRouter:
         return client_view(it.to_dict())
 
     @r.delete("/items/{item_id:path}", response_model=DeleteResponse, tags=["items"])
-    async def delete_item(item_id: str, state: Any = Depends(get_state)) -> Any:
+    async def delete_item(item_id: str, state: ServerState = Depends(get_state)) -> Any:
         """Delete one item (atomic; answered once the deletion is committed).
 
         An uploaded image file stays on disk: files are content-addressed and may back other items.
@@ -423,8 +424,6 @@ def router(cfg: Any) -> APIRouter:
 def mount_page(app: Any) -> None:
     """The web page at ``/`` and its files under ``/static`` (no CDN: everything is local)."""
     from fastapi.staticfiles import StaticFiles
-
-    from .app import STATIC_DIR
 
     @app.get("/", include_in_schema=False)
     def page() -> Any:

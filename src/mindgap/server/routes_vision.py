@@ -17,6 +17,7 @@ from ..errors import InputError, MindgapError
 from .routes import ERRORS, auth_dependency, embed_images, get_state, read_images
 from .schemas import ResultsResponse
 from .security import NotFound
+from .state import ServerState
 from .workers import within
 
 
@@ -39,7 +40,7 @@ def _split(values: Optional[list], field: str, *, required: bool) -> Optional[li
     return vals or None
 
 
-async def _call(state: Any, fn: Any, *args: Any, what: str, **kwargs: Any) -> Any:
+async def _call(state: ServerState, fn: Any, *args: Any, what: str, **kwargs: Any) -> Any:
     """Run a prompting function on the model thread; its ValueErrors are the client's input."""
 
     def run() -> Any:
@@ -65,7 +66,7 @@ def router(cfg: Any) -> APIRouter:
 
     @r.post("/caption", response_model=ResultsResponse)
     async def caption(image: Annotated[list[UploadFile], File(description="Images to describe.")],
-                      state: Any = Depends(get_state)) -> Any:
+                      state: ServerState = Depends(get_state)) -> Any:
         """Describe images (mRAG-gim: map across the gap → nearest training captions → generator)."""
         cap = state.captioner
         if cap is None:
@@ -86,7 +87,7 @@ def router(cfg: Any) -> APIRouter:
                        template: Annotated[Optional[list[str]], Form(
                            description="Templates with one `{}` for the label (default: built-in).")] = None,
                        k: Annotated[int, Form(ge=1, le=100)] = 5,
-                       state: Any = Depends(get_state)) -> Any:
+                       state: ServerState = Depends(get_state)) -> Any:
         """Zero-shot classification: each image against "a photo of a {label}"-style prompts."""
         from mindgap.prompting.zeroshot import classify as zs
 
@@ -108,7 +109,7 @@ def router(cfg: Any) -> APIRouter:
                      color: Annotated[Optional[str], Form(max_length=40, description="Marker colour.")] = None,
                      prior: Annotated[bool, Form(description="Subtract the empty-phrase prior.")] = True,
                      overlay: Annotated[bool, Form(description="Add the marked image as a PNG data URL.")] = False,
-                     state: Any = Depends(get_state)) -> Any:
+                     state: ServerState = Depends(get_state)) -> Any:
         """Referring-expression grounding by visual prompting (draw a red ellipse, ask CLIP)."""
         from mindgap.prompting.ground import ground as gr
 
@@ -130,7 +131,7 @@ def router(cfg: Any) -> APIRouter:
                        safe: Annotated[Optional[list[str]], Form(description="Safe categories.")] = None,
                        threshold: Annotated[Optional[float], Form(
                            gt=0.0, le=1.0, description="Unsafe probability that flags an image (0.5).")] = None,
-                       state: Any = Depends(get_state)) -> Any:
+                       state: ServerState = Depends(get_state)) -> Any:
         """Content moderation: each image against unsafe vs. safe category prompts."""
         from mindgap.prompting.moderation import moderate as mod
 
