@@ -33,15 +33,20 @@ def _tree(d: Path) -> set[str]:
 
 
 def test_unknown_scheme_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a dog")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     with pytest.raises(SpecError, match="unknown store scheme 'fais'"):
         split_store_uri("fais:runs/kb3")
     for argv in (["search", "fais:runs/kb3", "a dog"], ["info", "fais:runs/kb3"],
-                 ["index", str(tmp_path), "--store", "fais:runs/kb3"]):
+                 ["index", str(src), "--store", "fais:runs/kb3"]):
         assert main(argv) != 0
         err = capsys.readouterr().err.strip()
         assert "unknown store scheme 'fais'" in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    assert list(cwd.iterdir()) == []
     # a bare path may hold a colon; a drive letter is not a scheme
     assert split_store_uri("runs/kb:2") == ("", "runs/kb:2") and split_store_uri("C:/kb") == ("", "C:/kb")
 

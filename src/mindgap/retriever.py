@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,6 +29,9 @@ from .text import check_unicode, embed_long_texts
 from .types import MODALITIES, Hit, Item, Modality
 
 log = logging.getLogger(__name__)
+
+#: How deletions are recorded in the manifest's ``sources`` log (never a source key).
+DELETED_PREFIX = "deleted:"
 
 
 def resolve_encoder_spec(manifest: Manifest | None, requested: str | None = None) -> str:
@@ -231,9 +235,24 @@ class Retriever:
 
         return index_source(self, source, append=append, **options)
 
-    def delete(self, ids: Sequence[str]) -> int:
-        n = self.store.delete(list(ids))
+    def delete(self, ids: Sequence[str], *, log: bool = False) -> int:
+        """Delete items by id (one atomic commit); returns how many the store held.
+
+        Args:
+            ids: item ids.
+            log: also record the deletion in the manifest's ``sources`` log (``mindgap rm``
+                does), as ``deleted:<UTC time>:<n> item(s): <ids>`` — the log then tells what
+                the store holds, not only what was once ingested.
+        """
+        ids = list(ids)
+        n = self.store.delete(ids)
         self._item_cache.clear()
+        m = self.store.manifest
+        if log and n and m is not None:
+            shown = ", ".join(ids[:5]) + (f", … (+{len(ids) - 5})" if len(ids) > 5 else "")
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            m.sources.append(f"{DELETED_PREFIX}{when}:{n} item(s): {shown}")
+            self.store.save_manifest(m)
         return n
 
     # -- queries ----------------------------------------------------------------------------
@@ -378,6 +397,23 @@ class Retriever:
             q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)
             out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality,
                                            texts=list(texts[s : s + batch_size]), min_prob=min_prob))
+        return out
+
+    def search_many_images(self, images: Sequence[Any], *, k: int = 10, gap: str | None = None,
+                           modality: Modality | str | None = None, batch_size: int = 64,
+                           min_prob: float | None = None) -> list[list[Hit]]:
+        """Batched image queries (paths, bytes or PIL images): decoded, encoded and searched batch by batch.
+
+        A path that is not a usable image raises :class:`~mindgap.errors.ImageError` naming it.
+        """
+        from .images import load_image
+
+        out: list[list[Hit]] = []
+        for s in range(0, len(images), batch_size):
+            pil = [load_image(x, name=str(x) if isinstance(x, (str, Path)) else f"images[{s + j}]")
+                   for j, x in enumerate(images[s : s + batch_size])]
+            q = self.encoder.encode_image(pil, show_progress=False)
+            out.extend(self.search_vectors(q, Modality.IMAGE, k=k, gap=gap, modality=modality, min_prob=min_prob))
         return out
 
     # -- fitting gap correctors ----------------------------------------------------------

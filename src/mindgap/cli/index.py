@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
         try:
             retr = Retriever(st)
             present = st.has(want)
-            n = retr.delete([i for i in want if i in present])
+            n = retr.delete([i for i in want if i in present], log=True)  # recorded in the manifest's sources
         finally:
             st.close()
         missing = [i for i in want if i not in present]

@@ -55,10 +55,7 @@ def hits_table(title: str, hits: list[Any], snippet: int) -> Any:
 
 def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: str | None, modality: str | None,
                     batch_size: int) -> list[list[Any]]:
-    """Text queries through ``search_many`` (encoder and store batched); image queries likewise."""
-    from ..images import load_image
-    from ..types import Modality
-
+    """Text queries through ``Retriever.search_many``, image queries through ``search_many_images``."""
     res: list[list[Any] | None] = [None] * len(queries)
     ti = [i for i, q in enumerate(queries) if "text" in q]
     if ti:
@@ -66,11 +63,9 @@ def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: st
                                                 batch_size=batch_size)):
             res[i] = hits
     ii = [i for i, q in enumerate(queries) if "image" in q]
-    for s in range(0, len(ii), batch_size):
-        chunk = ii[s: s + batch_size]
-        pil = [load_image(queries[i]["image"], name=queries[i]["image"]) for i in chunk]
-        qv = retr.encoder.encode_image(pil, show_progress=False)
-        for i, hits in zip(chunk, retr.search_vectors(qv, Modality.IMAGE, k=k, gap=gap, modality=modality)):
+    if ii:
+        for i, hits in zip(ii, retr.search_many_images([queries[i]["image"] for i in ii], k=k, gap=gap,
+                                                       modality=modality, batch_size=batch_size)):
             res[i] = hits
     return [r or [] for r in res]
 

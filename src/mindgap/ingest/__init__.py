@@ -183,7 +183,7 @@ def check_append(store: Any, key: str, append: bool) -> None:
     n = store.count()
     if append or n == 0 or m is None or key in m.sources:
         return
-    have = ", ".join(m.sources) or "items added without a recorded source"
+    have = ", ".join(s for s in m.sources if not s.startswith("deleted:")) or "items added without a recorded source"
     raise InputError(f"the store already holds {n} item(s) from {have}; re-indexing the same source adds only "
                      f"what is missing — to add a different source ({key}) pass --append", item=store.uri)
 

@@ -9,7 +9,6 @@ per-request timeout; text embeddings go through the request batcher.
 import asyncio
 import base64
 import binascii
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from ..errors import InputError
-from ..fileio import write_bytes_atomic
 from ..images import sniff_image_bytes
 from ..text import check_unicode
 from ..types import Hit, Item, Modality
@@ -139,18 +137,7 @@ async def run_search(state: ServerState, q: np.ndarray, qmod: Modality, k: int, 
                         state.config.timeout_s, "search")
 
 
-def save_upload(folder: Path, data: bytes) -> Path:
-    """Keep an uploaded image under a content-addressed name; durable (fsync) before returning."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fmt = sniff_image_bytes(data) or "bin"
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.{fmt}"
-    if path.exists() and path.stat().st_size == len(data):
-        return path
-    write_bytes_atomic(path, data, sync_dir=True)
-    return path
-
-
-def _prepare_items(state: ServerState, items: list) -> list:
+def _prepare_items(state: ServerState, items: list, pinned: list) -> list:
     """Validate every item first (all or nothing); image bytes are checked and kept on disk."""
     out = []
     for i, it in enumerate(items):
@@ -173,7 +160,8 @@ def _prepare_items(state: ServerState, items: list) -> list:
         except (ValueError, binascii.Error):
             raise InputError("not valid base64", item=f"{where}.image_base64") from None
         decode_upload(raw, f"{where}.image_base64", state.config.max_pixels)
-        path = save_upload(state.upload_dir, raw)
+        path = state.uploads.save(raw)  # pinned until the request ends: a concurrent delete keeps it
+        pinned.append(path)
         out.append(Item(it.id, Modality.IMAGE, text=it.text, uri=str(path), metadata=dict(it.metadata)))
     return out
 
@@ -188,7 +176,9 @@ def _write_items(state: ServerState, items: list, job: WriteJob) -> Any:
     good, vecs, skipped = retr.embed_items(fresh, encoder=enc)
     job.begin_commit()
     with state.lock.write():
+        before = retr.store.has([it.id for it in good])
         rep = retr.add_embedded(good, vecs, skipped)
+        state.uploads.added(list({it.id: it for it in reversed(good) if it.id not in before}.values()))
     for it in items:
         if it.id in present:
             rep.mark_present(it)
@@ -213,7 +203,11 @@ async def write_items(state: ServerState, items: list) -> Any:
 
 def _delete_item(state: ServerState, item_id: str) -> int:
     with state.lock.write():
-        return state.retriever.delete([item_id])
+        it = state.retriever.store.get([item_id])[0]
+        n = state.retriever.delete([item_id])
+        if n:
+            state.uploads.deleted([it])  # its uploaded image file goes when no other item uses it
+        return n
 
 
 def _get_item(state: ServerState, item_id: str) -> Optional[Item]:
@@ -366,8 +360,12 @@ def router(cfg: Any) -> APIRouter:
 
         state.need_retriever(allow_empty=True)
         w = state.workers
-        items = await within(w.run(w.store, _prepare_items, state, body.items), to, "item validation")
-        rep = await write_items(state, items)
+        pinned: list = []
+        try:
+            items = await within(w.run(w.store, _prepare_items, state, body.items, pinned), to, "item validation")
+            rep = await write_items(state, items)
+        finally:
+            state.uploads.unpin(pinned)
         d = rep.to_dict()
         d["ids"] = [it.id for it in body.items]
         d["durable"] = local_path(state.retriever.store.uri) is not None
@@ -407,7 +405,8 @@ def router(cfg: Any) -> APIRouter:
     async def delete_item(item_id: str, state: ServerState = Depends(get_state)) -> Any:
         """Delete one item (atomic; answered once the deletion is committed).
 
-        An uploaded image file stays on disk: files are content-addressed and may back other items.
+        An uploaded image file is removed with the last item that uses it (files are
+        content-addressed: several items may share one).
         """
         state.need_retriever(allow_empty=True)
         n = await within(state.workers.run(state.workers.model, _delete_item, state, item_id), to, "delete")

@@ -88,6 +88,7 @@ class ServerState:
         self.captioner: Any = None
         self.caption_problem: Optional[str] = None
         self.upload_dir: Optional[Path] = None
+        self.uploads: Any = None  # mindgap.server.uploads.Uploads, when there is a store
         self.started_at = 0.0
         self._start_lock = threading.Lock()
         self.requests: dict[str, int] = {}
@@ -134,6 +135,10 @@ class ServerState:
         if cfg.warmup:
             self.encoder.encode_text(["warm up"], show_progress=False)
         self.upload_dir = self._upload_dir()
+        if self.retriever is not None:
+            from .uploads import Uploads
+
+            self.uploads = Uploads(self.upload_dir, self.retriever.store)
         self._load_rag()
         self._load_captioner()
         self.workers = Workers()
