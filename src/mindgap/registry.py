@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 from .errors import SpecError
@@ -30,8 +31,9 @@ class Registry(Generic[T]):
     (``register_lazy``) so that listing backends never imports torch or a database.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, around: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self.kind = kind
+        self.around = around or nullcontext  # every build runs inside it (encoders: quiet weight loading)
         self._factories: dict[str, Callable[..., T]] = {}
         self._lazy: dict[str, str] = {}
         self._help: dict[str, str] = {}
@@ -76,7 +78,9 @@ class Registry(Generic[T]):
         scheme, sep, rest = spec.strip().partition(":")
         if not sep:
             scheme, rest = spec.strip(), ""
-        return self.factory(scheme)(rest, **options)
+        factory = self.factory(scheme)
+        with self.around():
+            return factory(rest, **options)
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -85,7 +89,13 @@ def split_spec(spec: str) -> tuple[str, str]:
     return (scheme, rest) if sep else (spec, "")
 
 
-encoders: Registry[Any] = Registry("encoder")
+def _quiet_model_loading() -> AbstractContextManager[Any]:
+    from .progress import quiet_model_loading
+
+    return quiet_model_loading()
+
+
+encoders: Registry[Any] = Registry("encoder", around=_quiet_model_loading)
 stores: Registry[Any] = Registry("store")
 gap_correctors: Registry[Any] = Registry("gap corrector")
 generators: Registry[Any] = Registry("generator")
