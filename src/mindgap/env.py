@@ -1,24 +1,9 @@
-"""Every ``MINDGAP_*`` environment variable, in one table (the README links here).
+"""The ``MINDGAP_*`` environment variables: the one table of them is in the README
+("Environment variables"; a test checks that every variable read under ``src/`` is listed).
 
-==============================  ==================================================================
-variable                        effect
-==============================  ==================================================================
-``MINDGAP_API_KEY``             API key of ``mindgap serve`` and ``mindgap llm-serve`` (same as
-                                ``--api-key``); unset = open server
-``MINDGAP_SERVER_API_KEY``      deprecated alias of ``MINDGAP_API_KEY`` (read, with a warning,
-                                when ``MINDGAP_API_KEY`` is unset)
-``MINDGAP_DATA``                the shared data folder (``mmqa``, ``flickr8k_224``)
-``MINDGAP_CACHE``               cache folder (converted GGUF models, caption-map embeddings)
-``MINDGAP_NO_CACHE``            ``1``: do not cache caption-map embeddings
-``MINDGAP_MAX_IMAGE_PIXELS``    largest image (width × height) decoded; default 64M
-``MINDGAP_THREADS``             CPU threads of the local LLM generator
-``MINDGAP_LOCAL_BACKEND``       backend of the local LLM generator (see ``rag.generators.local_gguf``)
-``MINDGAP_OPENAI_MODEL``        model of the ``openai:`` generator when the spec names none
-``MINDGAP_OPENAI_BASE_URL``     base URL of the ``openai:`` generator
-``MINDGAP_OPENAI_API_KEY``      API key of the ``openai:`` generator (else ``OPENAI_API_KEY``)
-``MINDGAP_OPENAI_VISION``       ``1``: the ``openai:`` model accepts images
-``MINDGAP_OPENAI_CONTEXT_WINDOW``  context window (tokens) of the ``openai:`` model
-==============================  ==================================================================
+``MINDGAP_API_KEY`` is the server API key (``mindgap serve``, ``mindgap llm-serve``);
+``MINDGAP_SERVER_API_KEY`` is its deprecated alias, read with a warning when the canonical
+name is unset.
 """
 
 from __future__ import annotations

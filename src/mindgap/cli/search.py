@@ -22,9 +22,11 @@ GAP_HELP = "Gap corrector (naive, zscore, center, ...; a fitted name). Default: 
 
 
 # -- output ------------------------------------------------------------------------------
-def _preview(h: Any, n: int) -> str:
+def _preview(h: Any, n: int, *, short_paths: bool = False) -> str:
     if h.modality.value == "image":
         s = h.uri or ""
+        if short_paths and s:
+            s = Path(s).name  # the file name, whole: a cut path names nothing (the full path: --json)
         if h.text:
             s = f"{s}  ({h.text[:n]})"
         return s
@@ -32,24 +34,54 @@ def _preview(h: Any, n: int) -> str:
     return t[:n] + ("…" if len(t) > n else "")
 
 
-def hits_table(title: str, hits: list[Any], snippet: int) -> Any:
-    """rank, id, modality, raw cosine, corrected score, rank within its modality, text or image path."""
+def short_id(s: str, width: int) -> str:
+    """``s`` in at most ``width`` cells, cut in the middle (ids differ at both ends).
+
+    Example:
+        >>> short_id("img:1000268201_693b08cb0e", 16)
+        'img:100…3b08cb0e'
+    """
+    if len(s) <= width:
+        return s
+    head = (width - 1) // 2
+    return s[:head] + "…" + s[len(s) - (width - 1 - head):]
+
+
+#: Below this many columns the table drops cosine and mod.rank (both stay in --json).
+NARROW = 100
+
+
+def hits_table(title: str, hits: list[Any], snippet: int, width: int | None = None) -> Any:
+    """rank, id, modality, raw cosine, corrected score, rank within its modality, text or image.
+
+    Every row stays one line at any terminal width: images show their file name (the full
+    path is in ``--json``); in a narrow terminal (under :data:`NARROW` columns) ids are cut
+    in the middle and the raw cosine and per-modality rank are left to ``--json``.
+    """
     from rich.table import Table
 
-    # rich shrinks columns from the left when a no-wrap column is too wide: budget the
-    # preview column from the terminal width instead (fixed columns + borders ≈ 57 cells).
-    idw = min(max((len(h.id) for h in hits), default=2), 32)
-    t = Table(title=title, title_justify="left")
-    t.add_column("rank", justify="right", no_wrap=True)
-    t.add_column("id", overflow="fold", min_width=min(idw, 12))
-    t.add_column("modality", no_wrap=True)
-    t.add_column("cosine", justify="right", no_wrap=True)
+    width = width or console.width
+    narrow = width < NARROW
+    idw = min(max((len(h.id) for h in hits), default=2), 20 if narrow else 32)
+    from rich import box
+
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD)
+    t.add_column("#" if narrow else "rank", justify="right", no_wrap=True)
+    t.add_column("id", no_wrap=True, min_width=min(idw, 12), max_width=idw)
+    t.add_column("mod" if narrow else "modality", no_wrap=True)
+    if not narrow:
+        t.add_column("cosine", justify="right", no_wrap=True)
     t.add_column("score", justify="right", no_wrap=True)
-    t.add_column("mod.rank", justify="right", no_wrap=True)
-    t.add_column("text / image", no_wrap=True, overflow="ellipsis", max_width=max(12, console.width - 57 - idw))
+    if not narrow:
+        t.add_column("mod.rank", justify="right", no_wrap=True)
+    # the fixed columns' cells (borders and padding included) leave the rest to the preview
+    fixed = (25 + idw) if narrow else (57 + idw)
+    t.add_column("text / image", no_wrap=True, overflow="ellipsis", max_width=max(12, width - fixed))
     for h in hits:
-        t.add_row(str(h.rank), escape(h.id), h.modality.value, f"{h.cosine:.4f}", f"{h.score:.4f}",
-                  str(h.modality_rank), escape(_preview(h, snippet)))
+        mod = ("img" if h.modality.value == "image" else "txt") if narrow else h.modality.value
+        row = [str(h.rank), escape(short_id(h.id, idw)), mod]
+        row += [f"{h.score:.3f}"] if narrow else [f"{h.cosine:.4f}", f"{h.score:.4f}", str(h.modality_rank)]
+        t.add_row(*row, escape(_preview(h, snippet, short_paths=True)))
     return t
 
 
