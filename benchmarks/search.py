@@ -303,6 +303,47 @@ def gap_cost(items: list, vecs: np.ndarray, q: np.ndarray, args: Any, r: Any = N
     return out
 
 
+def gap_overhead(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> dict[str, Any]:
+    """``calibrated`` (and ``zscore``) vs naive through ``Retriever.search_vectors`` (both
+    modalities, merged, exact store), single queries and batches, timed alternately; both fitted
+    on pseudo pairs of 200 queries. ``calibrated`` scores a 100-deep candidate list per modality."""
+    gaps = ("naive", "zscore", "calibrated")
+    out: dict[str, Any] = {"gaps": list(gaps), "k": K, "sizes": {}}
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        items, vecs = make_corpus(base, n)
+        r = gap_retriever(items, vecs, q)
+        r.fit_gap("calibrated", data=r.pseudo_pairs(q[:200]))
+        for g in gaps:
+            r.search_vectors(q[:2], k=K, gap=g, fetch=False)
+        single: dict[str, list[float]] = {g: [] for g in gaps}
+        for i in range(args.single):
+            for g in (gaps if i % 2 else gaps[::-1]):
+                t = time.perf_counter()
+                r.search_vectors(q[i % len(q)][None], k=K, gap=g, fetch=False)
+                single[g].append(time.perf_counter() - t)
+        batch: dict[str, list[float]] = {g: [] for g in gaps}
+        for i in range(12):
+            for g in (gaps if i % 2 else gaps[::-1]):
+                t = time.perf_counter()
+                r.search_vectors(q[: args.batch], k=K, gap=g, fetch=False)
+                batch[g].append(time.perf_counter() - t)
+        row: dict[str, Any] = {"load_before": load_avg()}
+        for g in gaps:
+            row[g] = {"single_p50_ms": round(1e3 * float(np.median(single[g])), 3),
+                      "batch_ms": round(1e3 * float(np.median(batch[g])), 2),
+                      "batch_best_ms": round(1e3 * float(np.min(batch[g])), 2), "singles": len(single[g])}
+            if g != "naive":
+                row[f"{g}_overhead_single"] = round(row[g]["single_p50_ms"] / row["naive"]["single_p50_ms"] - 1, 4)
+                row[f"{g}_overhead_batch"] = round(row[g]["batch_ms"] / row["naive"]["batch_ms"] - 1, 4)
+                row[f"{g}_overhead_batch_best"] = round(row[g]["batch_best_ms"] / row["naive"]["batch_best_ms"] - 1, 4)
+        row["load_after"] = load_avg()
+        out["sizes"][str(n)] = row
+        print(json.dumps({n: row}), flush=True)
+        del items, vecs, r
+        gc.collect()
+    return out
+
+
 def ingestion(args: Any) -> dict[str, Any]:
     """Items/s through :meth:`Retriever.index` (decode + encode + commit) into a LanceDB store."""
     from mindgap import Retriever
@@ -416,7 +457,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="only re-measure the goal ratios (scan/bandwidth, zscore/naive) at N items, 5 rounds")
     ap.add_argument("--append", action="store_true",
                     help="add to an existing --out (other sizes / a backend killed for time / ingestion)")
+    ap.add_argument("--gap-overhead", action="store_true",
+                    help="only time calibrated / zscore vs naive search at --sizes (default here 10000,100000) "
+                         "and write --out")
     args = ap.parse_args(argv)
+    if args.gap_overhead:
+        if args.sizes == ap.get_default("sizes"):
+            args.sizes = "10000,100000"
+        base = base_embeddings()
+        res = {"env": environment(), "gap_overhead": gap_overhead(base, np.ascontiguousarray(base["queries"][: args.queries]),
+                                                                  args)}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+        return 0
     Path(args.tmp).mkdir(parents=True, exist_ok=True)
     out_json = Path(args.out)
     if args.append and out_json.exists():

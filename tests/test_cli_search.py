@@ -77,7 +77,7 @@ def test_index_search_json_table_image_modality_rm(store, capsys, flickr_test) -
     q = flickr_test[3].captions[1]
     res = run_json(capsys, ["search", store, q, "-k", "8"])
     hits = res["hits"]
-    assert [h["rank"] for h in hits] == list(range(1, 9)) and res["gap"] == "naive"
+    assert [h["rank"] for h in hits] == list(range(1, 9)) and res["gap"] == "auto"  # fitted by `mindgap index` (issue 14)
     assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:]))
     for m in ("text", "image"):  # rank within its modality follows the cosine order
         mh = [h for h in hits if h["modality"] == m]
@@ -138,7 +138,7 @@ def test_fit_gap_pseudo_and_pairs_then_zscore_search(store, capsys, tmp_path, fl
                              "--default"])
     assert fit2["default"] and fit2["queries"] == 25 and fit2["fitted_on"] == "gold"
     info = run_json(capsys, ["info", store])
-    assert set(info["gap_correctors"]) == {"zscore", "zs-gold"} and info["manifest"]["default_gap"] == "zs-gold"
+    assert set(info["gap_correctors"]) == {"auto", "zscore", "zs-gold"} and info["manifest"]["default_gap"] == "zs-gold"
     # the point of it all: naive cosine buries the images, zscore brings them back
     naive = run_json(capsys, ["search", store, "--queries", str(queries), "-k", "10", "--gap", "naive"])
     gold = run_json(capsys, ["search", store, "--queries", str(queries), "-k", "10"])  # default = zs-gold

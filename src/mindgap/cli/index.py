@@ -145,6 +145,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size", help="Items per committed batch."),
         workers: int = typer.Option(None, "--workers", help="Image decode threads (default: one per core, max 4)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        auto_gap: bool = typer.Option(True, "--auto-gap/--no-auto-gap",
+                                      help="Fit the label-free gap corrector 'auto' (calibrated, pseudo queries from "
+                                           "the store's own texts) and make it the default, so searches return both "
+                                           "modalities (`--gap naive`: raw cosine)."),
         show_skipped: int = typer.Option(20, "--show-skipped", help="Skipped items listed in the summary."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
@@ -174,14 +178,22 @@ def register(app: typer.Typer) -> None:
             rep = retr.index_source(source, append=append, kind=kind, split=split, limit=limit, tables=tables,
                                     captions_as_text=captions_as_text, batch_size=batch_size,
                                     progress=not no_progress, workers=workers)
+            auto = None
+            if auto_gap and sum(rep.added.values()) > 0:
+                from ..gap.auto import fit_auto
+
+                auto = fit_auto(retr)
         finally:
             st.close()
             if new_path is not None and (rep is None or sum(rep.added.values()) == 0):
                 _remove_new_store(new_path)  # a store this command created but filled with nothing
         if json_out:
-            print_json({"source": source, "store": store, **rep.to_dict()})
+            print_json({"source": source, "store": store, **rep.to_dict(), "auto_gap": auto is not None})
         else:
             print_report(rep, source, show_skipped)
+            if auto is not None:
+                console.print("fitted gap corrector 'auto' (calibrated, label-free) — the store's default; "
+                              "raw cosine: --gap naive", highlight=False)
         if sum(rep.added.values()) == 0 and rep.already_present == 0:
             first = f" (first: {rep.skipped[0][0]}: {rep.skipped[0][1]})" if rep.skipped else ""
             raise InputError(f"nothing could be indexed: {len(rep.skipped)} item(s) skipped{first}", item=source)

@@ -86,18 +86,18 @@ def hits_table(title: str, hits: list[Any], snippet: int, width: int | None = No
 
 
 def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: str | None, modality: str | None,
-                    batch_size: int) -> list[list[Any]]:
+                    batch_size: int, min_prob: float | None = None) -> list[list[Any]]:
     """Text queries through ``Retriever.search_many``, image queries through ``search_many_images``."""
     res: list[list[Any] | None] = [None] * len(queries)
     ti = [i for i, q in enumerate(queries) if "text" in q]
     if ti:
         for i, hits in zip(ti, retr.search_many([queries[i]["text"] for i in ti], k=k, gap=gap, modality=modality,
-                                                batch_size=batch_size)):
+                                                batch_size=batch_size, min_prob=min_prob)):
             res[i] = hits
     ii = [i for i, q in enumerate(queries) if "image" in q]
     if ii:
         for i, hits in zip(ii, retr.search_many_images([queries[i]["image"] for i in ii], k=k, gap=gap,
-                                                       modality=modality, batch_size=batch_size)):
+                                                       modality=modality, batch_size=batch_size, min_prob=min_prob)):
             res[i] = hits
     return [r or [] for r in res]
 
@@ -118,6 +118,10 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(256, "--batch-size", help="--queries: queries per encoder/store batch."),
         out: Path = typer.Option(None, "--out", help="--queries: write one JSON line per query here."),
         snippet: int = typer.Option(60, "--snippet", help="Characters of passage text shown."),
+        min_prob: float = typer.Option(None, "--min-prob", min=0.0, max=1.0,
+                                       help="Drop results whose calibrated P(relevant) is below this (probability "
+                                            "correctors: calibrated, the default 'auto'); none left = nothing in the "
+                                            "store is likely relevant."),
         json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Gap-corrected exact top-k over a mixed text + image store.
@@ -137,7 +141,7 @@ def register(app: typer.Typer) -> None:
             gap_name = retr.gap_name(gap)
             if queries is None:
                 hits = retr.search(query, image=str(image) if image is not None else None, k=k, gap=gap,
-                                   modality=modality)
+                                   modality=modality, min_prob=min_prob)
                 if json_out:
                     print_json({"query": query, "image": str(image) if image else None, "gap": gap_name, "k": k,
                                 "hits": [h.to_dict() for h in hits]})
@@ -145,7 +149,7 @@ def register(app: typer.Typer) -> None:
                     console.print(hits_table(f"{escape(query or str(image))!s} — gap {gap_name}", hits, snippet))
                 return
             qs = read_queries(queries)
-            res = _search_batched(retr, qs, k=k, gap=gap, modality=modality, batch_size=batch_size)
+            res = _search_batched(retr, qs, k=k, gap=gap, modality=modality, batch_size=batch_size, min_prob=min_prob)
         finally:
             st.close()
         recs = [{**q, "gap": gap_name, "k": k, "hits": [h.to_dict() for h in hits]} for q, hits in zip(qs, res)]

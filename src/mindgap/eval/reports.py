@@ -279,7 +279,7 @@ def eval_markdown(res: dict[str, Any]) -> str:
     rows = []
     for spec, g in res["gaps"].items():
         st = g["gold_scores"]
-        cell = lambda m, k: (f"{st[m][k + '_mean']:.3f} ± {st[m][k + '_std']:.3f}" if m in st else "–")  # noqa: E731
+        cell = lambda m, k: (f"{st[m][k + '_mean']:.3f} ± {st[m][k + '_std']:.3f}" if m in st and st[m].get(k + '_mean') is not None else "–")  # noqa: E731
         rows.append([spec, cell("text", "cos"), cell("image", "cos"), cell("text", "score"), cell("image", "score"),
                      g.get("image_share_top10")])
     lines += [md_table(["corrector", "cos (gold text)", "cos (gold image)", "score (gold text)", "score (gold image)",

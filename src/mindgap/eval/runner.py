@@ -305,10 +305,12 @@ def _score_stats(test: _Embedded, deep: list[list[dict[str, Any]]]) -> dict[str,
     st: dict[str, Any] = {}
     for m in ("text", "image"):
         cos = [d["cosine"] for q, ds in zip(test.queries, deep) if q.gold_modality == m for d in ds if d["cosine"] is not None]
-        sc = [d["score"] for q, ds in zip(test.queries, deep) if q.gold_modality == m for d in ds if d["score"] is not None]
+        sc = [d["score"] for q, ds in zip(test.queries, deep) if q.gold_modality == m for d in ds
+              if d["score"] is not None and np.isfinite(d["score"])]  # list-level correctors: -inf below the list
         if cos:
             st[m] = {"n": len(cos), "cos_mean": round(float(np.mean(cos)), 4), "cos_std": round(float(np.std(cos)), 4),
-                     "score_mean": round(float(np.mean(sc)), 4), "score_std": round(float(np.std(sc)), 4)}
+                     "score_mean": round(float(np.mean(sc)), 4) if sc else None,
+                     "score_std": round(float(np.std(sc)), 4) if sc else None}
     return st
 
 

@@ -2,9 +2,9 @@
 
 ``mindgap index`` calls :func:`fit_auto` after ingesting: pseudo queries are the store's
 own passages' first sentences (MMQA: the titles; Flickr8k passages: the caption) and the
-texts stored with images (titles, captions); each query's pseudo gold of a modality is its
-top-1 item of that modality *other than the item the query was taken from* (a passage
-always finds itself). :data:`AUTO_SPEC` is fitted on these pairs and saved as
+texts stored with images (titles, captions); for image queries, stored images. Each
+query's pseudo gold of a modality is its top-1 item of that modality *other than the item
+the query was taken from* (a passage always finds itself). :data:`AUTO_SPEC` is fitted on these pairs and saved as
 :data:`AUTO_NAME`, the store's default unless another default was chosen — so a bare
 ``mindgap search STORE "query"`` returns both modalities; ``--gap naive`` still gives the
 raw cosine ranking. No labels are used. Measured in docs/results/fusion/report.md
@@ -73,24 +73,29 @@ def corpus_fit_data(retr: Any, n: int = 1000, seed: int = 0, batch_size: int = 2
     src = [s for _, s in qs]
     vecs = np.concatenate([retr.encoder.encode_text(texts[i : i + batch_size], show_progress=False)
                            for i in range(0, len(texts), batch_size)]).astype(np.float32)
-    rows_q, rows_g, rows_m = [], [], []
-    for m in MODALITIES:
-        res = store.search(vecs, 2, m)
-        chosen = []
-        for qi, hits in enumerate(res):
-            pick = next((iid for iid, _ in hits if iid != src[qi]), None)
-            chosen.append(pick)
-        got, mat = store.vectors(m, sorted({c for c in chosen if c is not None}))
-        lookup = dict(zip(got, mat))
-        for qi, c in enumerate(chosen):
-            if c is not None and c in lookup:
-                rows_q.append(vecs[qi])
-                rows_g.append(lookup[c])
-                rows_m.append(m.value)
+    # image queries (search by image): stored images stand in for them, paired like the texts
+    rng = np.random.default_rng(seed)
+    img_ids, img_vecs = store.vectors(Modality.IMAGE)
+    pick = np.sort(rng.choice(len(img_ids), min(n, len(img_ids)), replace=False))
+    groups = [(Modality.TEXT, vecs, src), (Modality.IMAGE, np.asarray(img_vecs, np.float32)[pick],
+                                           [img_ids[i] for i in pick])]
+    rows_q, rows_g, rows_m, rows_qm = [], [], [], []
+    for qmod, qv, qsrc in groups:
+        for m in MODALITIES:
+            res = store.search(qv, 2, m)
+            chosen = [next((iid for iid, _ in hits if iid != qsrc[qi]), None) for qi, hits in enumerate(res)]
+            got, mat = store.vectors(m, sorted({c for c in chosen if c is not None}))
+            lookup = dict(zip(got, mat))
+            for qi, c in enumerate(chosen):
+                if c is not None and c in lookup:
+                    rows_q.append(qv[qi])
+                    rows_g.append(lookup[c])
+                    rows_m.append(m.value)
+                    rows_qm.append(qmod.value)
     if not rows_q:
         return None
     return FitData(queries=np.stack(rows_q), gold=np.stack(rows_g), gold_modality=np.array(rows_m),
-                   query_modality=Modality.TEXT.value, pairs="pseudo")
+                   query_modality=np.array(rows_qm), pairs="pseudo")
 
 
 def fit_auto(retr: Any, *, make_default: bool | None = None, spec: str = AUTO_SPEC, name: str = AUTO_NAME,

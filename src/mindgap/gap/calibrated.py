@@ -18,8 +18,14 @@ Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item 
 
        P_j = o_j^t / (Σ_{i in list} o_i^t + c)
 
-   ``t`` (a temperature) and ``c`` (the mass of "none") are fitted by maximum likelihood on
-   the fitting queries' simulated candidate lists (corpus sample + gold). A candidate that
+   ``t`` (a temperature) and ``c`` (the mass of "the relevant item is below the list") are
+   fitted by maximum likelihood on the fitting queries' simulated candidate lists (corpus
+   sample + gold); pseudo golds are their list's top-1 by construction, so on pseudo pairs
+   ``t = 1`` and ``c = 0``. Fitting pairs always have a relevant item, a user's query may
+   not: ``c`` also gets ``(1 − π)/π · M₀``, with π (``prior``, default ½) the prior
+   probability that the store holds a relevant item of the modality and ``M₀`` the list mass
+   ``Σ o_i^t`` of the fitting queries' lists *without* their gold (median) — what a list
+   looks like when nothing in it is relevant. A candidate that
    stands out from the rest of *this query's* list gets a high P; a flat list — nothing in
    the store matches — gives every candidate a low one. That is the query-adaptive
    normalisation that survived measurement (docs/results/fusion/report.md); ``P_j`` is what
@@ -159,6 +165,9 @@ class Calibrated(GapCorrector):
         coverage: weight λ of the "every modality covered" gain (0 = pure probability ranking).
         eps: ε of that gain (how strongly the first candidate of a modality is preferred).
         soft_route: multiply by P(modality | query) from a logistic regression (labelled pairs).
+        prior: π, the prior probability that the store holds a relevant item of a modality for a
+            query (1: always, as in a benchmark; below 1 "nothing here" keeps some mass, so a
+            query about something absent gets low probabilities — what ``min_prob`` needs).
         min_pairs: fewest pairs per (query modality, item modality) to fit.
         max_neg: corpus-sample items per modality used as negatives (seeded subsample).
         bins: isotonic bins.
@@ -176,7 +185,8 @@ class Calibrated(GapCorrector):
     gives_probability = True
 
     def __init__(self, method: str = "platt", depth: int = 100, coverage: float = 0.5, eps: float = 0.01,
-                 soft_route: bool = False, min_pairs: int = 5, max_neg: int = 2000, bins: int = 64, seed: int = 0) -> None:
+                 soft_route: bool = False, prior: float = 0.5, min_pairs: int = 5, max_neg: int = 2000,
+                 bins: int = 64, seed: int = 0) -> None:
         if method not in METHODS:
             raise InputError(f"calibrated: method must be one of {', '.join(METHODS)}, got {method!r}", item="method")
         if int(depth) < 1:
@@ -189,6 +199,9 @@ class Calibrated(GapCorrector):
         self.coverage = float(coverage)
         self.eps = float(eps)
         self.soft_route = bool(soft_route)
+        if not 0 < float(prior) <= 1:
+            raise InputError(f"calibrated: prior must be in (0, 1], got {prior!r}", item="prior")
+        self.prior = float(prior)
         self.min_pairs = int(min_pairs)
         self.max_neg = int(max_neg)
         self.bins = int(bins)
@@ -224,7 +237,8 @@ class Calibrated(GapCorrector):
                 if len(corpus) > self.max_neg:
                     corpus = corpus[np.sort(rng.choice(len(corpus), self.max_neg, replace=False))]
                 n_store = int((data.counts or {}).get(m) or len(data.corpus[m]))
-                out.setdefault(str(q), {})[m] = self._fit_one(q_all[sel], cos[sel], g_all[sel], corpus, n_store)
+                out.setdefault(str(q), {})[m] = self._fit_one(q_all[sel], cos[sel], g_all[sel], corpus, n_store,
+                                                              fit_list=data.pairs != "pseudo")
         if not out:
             raise InputError("calibrated: no fitting pairs", item="pairs")
         self.calib_ = out
@@ -236,10 +250,11 @@ class Calibrated(GapCorrector):
         return self
 
     def _fit_one(self, queries: np.ndarray, pos: np.ndarray, gold: np.ndarray, corpus: np.ndarray,
-                 n_store: int) -> dict[str, Any]:
+                 n_store: int, fit_list: bool = True) -> dict[str, Any]:
         neg = queries @ corpus.T  # (n, s)
-        is_gold = np.abs(corpus @ gold.T).T > 1 - 1e-5  # the pair's own gold in the sample (pseudo pairs)
-        keep = ~is_gold
+        # not negatives: the pair's own gold when it is in the sample (pseudo pairs), and the item a
+        # pseudo query was taken from (a passage's first sentence finds the passage itself)
+        keep = ~((corpus @ gold.T).T > 1 - 1e-5) & ~(neg > 1 - 1e-4)
         n, s = neg.shape
         w_neg = max(n_store - 1, 1) / max(s, 1)
         x = np.concatenate([pos, neg[keep]])
@@ -260,13 +275,24 @@ class Calibrated(GapCorrector):
         negm = np.where(keep, neg, -np.inf)
         top = -np.sort(-negm, axis=1)[:, :d]
         listed = np.concatenate([top, pos[:, None]], 1)
+        gcol = top.shape[1]  # the gold's column in ``listed``
         order = np.argsort(-listed, axis=1, kind="stable")[:, :d]
         lst = np.take_along_axis(listed, order, 1)
-        gpos = np.where((order == d).any(1), (order == d).argmax(1), -1)
+        gpos = np.where((order == gcol).any(1), (order == gcol).argmax(1), -1)
         ell = self._item_logit(st, np.where(np.isfinite(lst), lst, -1.0))
         ell = np.where(np.isfinite(lst), ell, -1e4)
-        t, log_c = fit_list_posterior(ell, gpos)
-        st.update(t=t, log_c=log_c, nll=list_nll(ell, gpos, t, log_c), listed=float((gpos >= 0).mean()))
+        if fit_list:
+            t, log_c = fit_list_posterior(ell, gpos)
+        else:
+            # pseudo golds are each list's top-1 by construction: the list likelihood would only say
+            # "always the first" (t → ∞); keep t = 1 and no extra "not listed" mass
+            t, log_c = 1.0, -30.0
+        # the list mass when the store holds nothing relevant: negatives-only lists of the fit queries
+        ell0 = self._item_logit(st, np.where(np.isfinite(top), top, -1.0))
+        ell0 = np.where(np.isfinite(top), ell0, -1e4)
+        log_m0 = float(np.median(np.logaddexp.reduce(t * ell0, axis=1)))
+        st.update(t=t, log_c=log_c, log_m0=log_m0, nll=list_nll(ell, gpos, t, log_c),
+                  listed=float((gpos >= 0).mean()))
         return st
 
     def _fit_route(self, q: np.ndarray, qm: np.ndarray, gm: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -318,33 +344,38 @@ class Calibrated(GapCorrector):
             p_img = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
         return p_img if Modality.parse(modality) == Modality.IMAGE else 1 - p_img
 
+    def _posterior(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
+        st = self._state(query_modality, modality)
+        z = float(st["t"]) * self._item_logit(st, sim)
+        lz = np.logaddexp(np.logaddexp.reduce(z, axis=1, keepdims=True), float(st["log_c"]))
+        if self.prior < 1:  # "the store holds no relevant item": prior odds × the list mass it would give
+            lz = np.logaddexp(lz, math.log((1 - self.prior) / self.prior) + float(st["log_m0"]))
+        return np.exp(z - lz)
+
     def probability(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         """List posterior P_j (module docstring) for each row's candidates; rows are one query's list."""
-        st = self._state(query_modality, modality)
         sim = np.atleast_2d(np.asarray(sim, np.float64))
-        z = float(st["t"]) * self._item_logit(st, sim)
-        lz = np.logaddexp(np.logaddexp.reduce(z, axis=1, keepdims=True), float(st["log_c"]))
-        p = np.exp(z - lz)
-        if q is not None:
-            prior = self._route_prior(np.atleast_2d(q), query_modality, modality)
-            if prior is not None:
-                p = p * prior[:, None]
-        return p
+        p = self._posterior(sim, query_modality, modality)
+        prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
+        return p if prior is None else p * prior[:, None]
 
     def score_query(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         sim = np.atleast_2d(np.asarray(sim, np.float64))
-        p = self.probability(sim, q, query_modality, modality)
+        p = self._posterior(sim, query_modality, modality)
+        prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
+        w = np.ones((len(sim), 1)) if prior is None else prior[:, None]
         if self.coverage <= 0:
-            return p
+            return p * w
         order = np.argsort(-sim, axis=1, kind="stable")
         ps = np.take_along_axis(p, order, 1)
         cum = np.cumsum(ps, axis=1)
         prev = cum - ps
         gain = np.log(cum + self.eps) - np.log(prev + self.eps)
         out = np.empty_like(ps)
-        np.put_along_axis(out, order, ps + self.coverage * gain, 1)
+        # with soft routing both terms are weighted by P(the query wants this modality)
+        np.put_along_axis(out, order, w * (ps + self.coverage * gain), 1)
         return out
 
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:

@@ -90,7 +90,8 @@ class MinMax(_ListFusion):
     def _list_score(self, sim: np.ndarray) -> np.ndarray:
         lo, hi = sim.min(1, keepdims=True), sim.max(1, keepdims=True)
         span = hi - lo
-        return np.where(span > 0, (sim - lo) / np.where(span > 0, span, 1), 1.0)
+        # + a cosine tie-break: every list's top scores exactly 1 (ties across modalities are broken by cosine)
+        return np.where(span > 0, (sim - lo) / np.where(span > 0, span, 1), 1.0) + 1e-6 * np.clip(sim, -1, 1)
 
 
 class DBSF(_ListFusion):

@@ -122,18 +122,23 @@ async def embed_texts(state: ServerState, texts: list) -> np.ndarray:
     return await within(state.batcher.encode(texts), state.config.timeout_s, "text embedding")
 
 
+MIN_PROB_HELP = ("Drop results whose calibrated P(relevant) is below this (probability correctors such as "
+                 "calibrated / the store's default 'auto'); an empty list means nothing is likely relevant.")
+
+
 def _search_locked(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
-                   text: Optional[str]) -> list:
+                   text: Optional[str], min_prob: Optional[float] = None) -> list:
     # the query string reaches correctors that route on text (modal-clf)
     texts = [text] if text is not None else None
     with state.lock.read():
-        return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts)[0]
+        return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts,
+                                              min_prob=min_prob)[0]
 
 
 async def run_search(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
-                     text: Optional[str] = None) -> list:
+                     text: Optional[str] = None, min_prob: Optional[float] = None) -> list:
     w = state.workers
-    return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text),
+    return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text, min_prob),
                         state.config.timeout_s, "search")
 
 
@@ -285,7 +290,7 @@ def router(cfg: Any) -> APIRouter:
                 "cosine": np.round(sim, 6).tolist()}
 
     async def _search(state: ServerState, query: Optional[str], upload: Any, k: int, gap: Optional[str],
-                      modality: Modal) -> dict:
+                      modality: Modal, min_prob: Optional[float] = None) -> dict:
         retr = state.need_retriever()
         t0 = time.perf_counter()
         if upload is not None and query is not None and query.strip():
@@ -298,10 +303,10 @@ def router(cfg: Any) -> APIRouter:
                 raise InputError("give a query text or a query image", item="query")
             q = await embed_texts(state, _check_texts([query], "query"))
             qmod, qd = Modality.TEXT, {"modality": "text", "text": query}
-        hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None)
+        hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None, min_prob)
         counts = {"text": sum(h.modality == Modality.TEXT for h in hits),
                   "image": sum(h.modality == Modality.IMAGE for h in hits)}
-        return {"query": qd, "gap": retr.gap_name(gap), "k": k, "modality": modality,
+        return {"query": qd, "gap": retr.gap_name(gap), "k": k, "modality": modality, "min_prob": min_prob,
                 "hits": [hit_out(h) for h in hits], "counts": counts, "seconds": round(time.perf_counter() - t0, 5)}
 
     @r.get("/search", response_model=SearchResponse, tags=["search"])
@@ -309,9 +314,10 @@ def router(cfg: Any) -> APIRouter:
                          k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
                          gap: Annotated[Optional[str], Query(max_length=200, description="naive, zscore, ...")] = None,
                          modality: Annotated[Modal, Query(description="Only this modality.")] = None,
+                         min_prob: Annotated[Optional[float], Query(ge=0, le=1, description=MIN_PROB_HELP)] = None,
                          state: ServerState = Depends(get_state)) -> Any:
         """Text search over the mixed store with a gap corrector (default: the store's)."""
-        return await _search(state, query, None, k, gap, modality)
+        return await _search(state, query, None, k, gap, modality, min_prob)
 
     @r.post("/search", response_model=SearchResponse, tags=["search"])
     async def search_post(query: Annotated[Optional[str], Form(max_length=MAX_TEXT_CHARS)] = None,
@@ -319,9 +325,10 @@ def router(cfg: Any) -> APIRouter:
                           k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                           gap: Annotated[Optional[str], Form(max_length=200)] = None,
                           modality: Annotated[Modal, Form()] = None,
+                          min_prob: Annotated[Optional[float], Form(ge=0, le=1, description=MIN_PROB_HELP)] = None,
                           state: ServerState = Depends(get_state)) -> Any:
         """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
-        return await _search(state, query, image, k, gap, modality)
+        return await _search(state, query, image, k, gap, modality, min_prob)
 
     @r.post("/ask", response_model=AskResponse, tags=["rag"])
     async def ask(body: AskRequest, state: ServerState = Depends(get_state)) -> Any:

@@ -73,6 +73,7 @@ class SearchResponse(BaseModel):
     gap: str
     k: int
     modality: Literal["text", "image"] | None = None
+    min_prob: float | None = Field(None, description="The P(relevant) cut-off applied, if any.")
     hits: list[HitOut]
     counts: dict[str, int] = Field(description="Hits per modality in this result list.")
     seconds: float

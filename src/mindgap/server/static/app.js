@@ -79,6 +79,8 @@ function bold(text) { const b = document.createElement("b"); b.textContent = tex
 const GAP_HINT = {
   naive: "raw cosine over the mixed store: the modality gap buries one modality",
   zscore: "per-modality z-score of the cosine (μ, σ fitted per modality)",
+  auto: "calibrated P(relevant), fitted label-free on this store's own texts when it was indexed: both modalities",
+  calibrated: "calibrated P(relevant | cosine, modality), query-adaptive over the candidate list",
 };
 
 function renderGapToggle() {
@@ -104,8 +106,11 @@ function renderGapToggle() {
 
 // ---------------------------------------------------------------- search / ask
 function params() {
-  return { k: $("k").value, modality: $("modality").value, gap: state.gap };
+  return { k: $("k").value, modality: $("modality").value, gap: state.gap, minProb: $("min-prob").value };
 }
+
+// the P(relevant) cut-off applies to probability correctors only (calibrated; 'auto' is one)
+const givesProb = (g) => g === "auto" || /^calibrated/.test(g || "");
 
 async function search(q) {
   const seq = ++state.seq;
@@ -123,11 +128,13 @@ async function search(q) {
       fd.append("k", p.k);
       if (p.gap) fd.append("gap", p.gap);
       if (p.modality) fd.append("modality", p.modality);
+      if (p.minProb && givesProb(p.gap)) fd.append("min_prob", p.minProb);
       data = await api("/search", { method: "POST", body: fd });
     } else {
       const usp = new URLSearchParams({ query: q.text, k: p.k });
       if (p.gap) usp.set("gap", p.gap);
       if (p.modality) usp.set("modality", p.modality);
+      if (p.minProb && givesProb(p.gap)) usp.set("min_prob", p.minProb);
       data = await api("/search?" + usp.toString());
     }
     if (seq !== state.seq) return;
@@ -344,6 +351,7 @@ function wire() {
   $("image-chip-clear").addEventListener("click", clearImage);
   $("k").addEventListener("change", rerun);
   $("modality").addEventListener("change", rerun);
+  $("min-prob").addEventListener("change", rerun);
   const drop = $("drop"), file = $("file");
   drop.addEventListener("click", () => file.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); file.click(); } });
