@@ -124,11 +124,15 @@ def test_bundled_model_parity(tmp_path_factory, flickr_test):
     # the CNN image tower is quantised statically (calibrated on val images), the text tower dynamically
     assert meta["int8_recipes"] == {"text_model": "dynamic", "vision_model": "static-qdq"}
     assert "7-bit" in meta["int8_settings"]["vision_model"]["weights"]
-    for variant, floor in (("fp32", 0.999), ("int8", 0.98)):
+    assert "MLP head" in meta["int8_settings"]["vision_model"]["fp32"]
+    # int8 image floors: the EfficientNet-Lite0 tower's inverted residuals lose more to static int8
+    # than the old small CNN did (measured min / mean 0.910 / 0.966 on 160 test images; see
+    # mindgap.encoders.quantize.static_fp32_nodes); what users see — retrieval — is checked below.
+    for variant, floor, img_min, img_mean in (("fp32", 0.999, 0.999, 0.999), ("int8", 0.98, 0.85, 0.95)):
         enc = load_encoder(f"onnx:{d}", variant=variant)
         ot, oi = enc.encode_text(caps), enc.encode_image(paths)
         assert _cos(ot, rt).min() >= floor, (variant, _cos(ot, rt).min())
-        assert _cos(oi, ri).min() >= floor, (variant, _cos(oi, ri).min())
+        assert _cos(oi, ri).min() >= img_min and _cos(oi, ri).mean() >= img_mean, (variant, _cos(oi, ri).min())
         # retrieval is preserved: PyTorch's best caption for an image stays in ONNX's top 5
         # (exact top-1 agreement is ~0.8 for int8: this small model has many near-ties), and
         # caption → image Recall@10 moves by at most 3 points (measured 0.4375 → 0.4333)
