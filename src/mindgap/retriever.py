@@ -338,17 +338,25 @@ class Retriever:
                 res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
             else:
                 res = self.store.search(qm, depth, m)
-            for qi, hits in enumerate(res):
-                if routes is not None and m not in routes[qi]:
-                    continue
-                if not hits:
-                    continue
-                sims = np.array([s for _, s in hits], dtype=np.float32)
-                scores = corr.score_query(sims[None, :], q[qi : qi + 1], qmod, m)[0]
-                probs = None if min_prob is None else corr.probability(sims[None, :], q[qi : qi + 1], qmod, m)[0]
-                for r, ((iid, sim), sc) in enumerate(zip(hits, scores), 1):
-                    if probs is None or probs[r - 1] >= min_prob:
-                        per_query[qi].append((float(sc), sim, iid, m, r))
+            live = [qi for qi, hits in enumerate(res) if hits and (routes is None or m in routes[qi])]
+            if not live:
+                continue
+            if len({len(res[qi]) for qi in live}) == 1:  # equal list lengths (the rule): score the batch at once
+                groups = [live]
+            else:
+                groups = [[qi] for qi in live]
+            for g in groups:
+                sims = np.array([[s for _, s in res[qi]] for qi in g], dtype=np.float32)
+                scores = np.asarray(corr.score_query(sims, q[g], qmod, m))
+                probs = None if min_prob is None else corr.probability(sims, q[g], qmod, m)
+                for gi, qi in enumerate(g):
+                    hits, sc = res[qi], scores[gi]
+                    # scores fall along a modality's list, so only its best k (ties kept) can enter the merge
+                    keep = range(len(hits)) if len(hits) <= k else np.flatnonzero(
+                        sc >= np.partition(sc, len(hits) - k)[len(hits) - k])
+                    for j in keep:
+                        if probs is None or probs[gi][j] >= min_prob:
+                            per_query[qi].append((float(sc[j]), hits[j][1], hits[j][0], m, int(j) + 1))
         out: list[list[Hit]] = []
         for qi, cands in enumerate(per_query):
             cands.sort(key=lambda c: (-c[0], c[2]))

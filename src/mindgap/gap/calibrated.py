@@ -184,7 +184,7 @@ class Calibrated(GapCorrector):
     needs_pairs = True
     gives_probability = True
 
-    def __init__(self, method: str = "platt", depth: int = 100, coverage: float = 0.5, eps: float = 0.01,
+    def __init__(self, method: str = "platt", depth: int = 20, coverage: float = 0.5, eps: float = 0.01,
                  soft_route: bool = False, prior: float = 0.5, min_pairs: int = 5, max_neg: int = 2000,
                  bins: int = 64, seed: int = 0) -> None:
         if method not in METHODS:
@@ -347,10 +347,13 @@ class Calibrated(GapCorrector):
     def _posterior(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         st = self._state(query_modality, modality)
         z = float(st["t"]) * self._item_logit(st, sim)
-        lz = np.logaddexp(np.logaddexp.reduce(z, axis=1, keepdims=True), float(st["log_c"]))
+        extra = [float(st["log_c"])]
         if self.prior < 1:  # "the store holds no relevant item": prior odds × the list mass it would give
-            lz = np.logaddexp(lz, math.log((1 - self.prior) / self.prior) + float(st["log_m0"]))
-        return np.exp(z - lz)
+            extra.append(math.log((1 - self.prior) / self.prior) + float(st["log_m0"]))
+        top = np.maximum(z.max(axis=1, keepdims=True), max(extra))  # log-sum-exp over the list and "none"
+        e = np.exp(z - top)
+        denom = e.sum(axis=1, keepdims=True) + sum(np.exp(x - top) for x in extra)
+        return e / denom
 
     def probability(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
@@ -368,14 +371,17 @@ class Calibrated(GapCorrector):
         w = np.ones((len(sim), 1)) if prior is None else prior[:, None]
         if self.coverage <= 0:
             return p * w
-        order = np.argsort(-sim, axis=1, kind="stable")
-        ps = np.take_along_axis(p, order, 1)
+        ordered = sim.shape[1] < 2 or bool(np.all(sim[:, :-1] >= sim[:, 1:]))  # the retriever's lists are
+        order = None if ordered else np.argsort(-sim, axis=1, kind="stable")
+        ps = p if order is None else np.take_along_axis(p, order, 1)
         cum = np.cumsum(ps, axis=1)
-        prev = cum - ps
-        gain = np.log(cum + self.eps) - np.log(prev + self.eps)
-        out = np.empty_like(ps)
+        gain = np.log((cum + self.eps) / (cum - ps + self.eps))
         # with soft routing both terms are weighted by P(the query wants this modality)
-        np.put_along_axis(out, order, w * (ps + self.coverage * gain), 1)
+        val = w * (ps + self.coverage * gain)
+        if order is None:
+            return val
+        out = np.empty_like(val)
+        np.put_along_axis(out, order, val, 1)
         return out
 
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
