@@ -86,6 +86,9 @@ def test_ask_no_rag_and_bad_inputs(mmqa_store, capsys, tmp_path):
     code, out, _ = _run(capsys, "ask", mmqa_store, QUESTION, "-g", "extractive", "--no-rag", "--json")
     assert code == 0 and json.loads(out)["sources"] == [] and json.loads(out)["no_rag"] is True
     code, _, err = _run(capsys, "ask", f"exact:{tmp_path / 'empty'}", QUESTION, "-g", "extractive")
+    assert code == 2 and "no store at this path" in err and not (tmp_path / "empty").exists()  # asking creates nothing
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "ask", f"exact:{tmp_path / 'empty'}", QUESTION, "-g", "extractive")
     assert code == 2 and "the store is empty" in err
     code, _, err = _run(capsys, "ask", mmqa_store, QUESTION, "-g", "nope:x")
     assert code == 2 and "unknown generator 'nope'" in err
