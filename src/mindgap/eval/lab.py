@@ -97,11 +97,13 @@ def _synthetic() -> Any:
 def _train_level(data_dir: Path, model_dir: Path, cfg: LabConfig, progress: bool) -> dict[str, Any]:
     from ..encoders.train import TrainConfig, train
 
-    tc = TrainConfig(data=str(data_dir), split="train", calib_size=0, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                     lr=cfg.lr, warmup_epochs=max(1, min(3, cfg.epochs // 4)), image_size=cfg.image_size,
-                     cache_size=int(round(cfg.image_size * 1.15)), widths=list(cfg.widths), embed_dim=cfg.embed_dim,
-                     proj_hidden=cfg.proj_hidden, seed=cfg.seed, threads=cfg.threads, crop_scale=(0.6, 1.0),
-                     jitter=0.0)
+    # the small CNN from scratch: a pretrained ImageNet backbone would bring its own biases into
+    # a controlled experiment about caption richness
+    tc = TrainConfig(data=[f"{data_dir}:train"], calib_size=0, arch="resnet-ish-cnn", epochs=cfg.epochs,
+                     batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.05,
+                     warmup_epochs=max(1, min(3, cfg.epochs // 4)), image_size=cfg.image_size,
+                     widths=list(cfg.widths), embed_dim=cfg.embed_dim, proj_hidden=cfg.proj_hidden, seed=cfg.seed,
+                     threads=cfg.threads, crop_scale=(0.6, 1.0), jitter=0.0)
     return train(tc, model_dir, progress=progress, evaluate=False)
 
 
