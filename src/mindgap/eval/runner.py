@@ -185,7 +185,8 @@ class _ItemVectors:
             self.pos.update({iid: (m, j) for j, iid in enumerate(ids)})
 
 
-def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: int = 512) -> list[list[dict[str, Any]]]:
+def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: int = 512,
+               k: int = 100) -> list[list[dict[str, Any]]]:
     """Every gold's raw cosine, corrected score, rank in its modality and in the merged list.
 
     Uses the corrector's hooks over all items (same semantics as ``search_vectors``); ranks
@@ -209,7 +210,7 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
                 if not len(items.ids[m]):
                     continue
                 sims[m] = corr.prepare_query(q, qm, m) @ tx[m].T
-                scores[m] = full_scores(corr, sims[m], q, qm, m)
+                scores[m] = full_scores(corr, sims[m], q, qm, m, k=k)
             for li, qi in enumerate(r):
                 allowed = set(MODALITIES) if routes is None else set(routes[li])
                 for g in emb.queries[qi].gold_ids:
@@ -229,16 +230,17 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
     return out
 
 
-def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modality, m: Modality) -> np.ndarray:
-    """The corrector's score of every item (rows = queries), as a search would give it.
+def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modality, m: Modality,
+                k: int = 100) -> np.ndarray:
+    """The corrector's score of every item (rows = queries), as a search for ``k`` results gives it.
 
-    List-level correctors (``list_depth``) score each query's top ``list_depth`` candidates
-    as one list; items below it get ``-inf`` (a search never returns them).
+    List-level correctors (``list_depth``) score each query's top ``max(k, list_depth)``
+    candidates as one list (the retriever fetches that many); items below get ``-inf``.
     """
     depth = getattr(corr, "list_depth", None)
     if not depth:
         return np.asarray(corr.score_query(sims, q, qm, m), np.float64)
-    d = min(int(depth), sims.shape[1])
+    d = min(max(int(depth), int(k)), sims.shape[1])
     order = np.argsort(-sims, axis=1, kind="stable")[:, :d]
     top = np.take_along_axis(sims, order, 1)
     out = np.full(sims.shape, -np.inf)
@@ -451,7 +453,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
                     ranks.append((i, [pos.get(g) for g in test.queries[i].gold_ids]))
                     top_image_share.append(np.mean([h.modality == Modality.IMAGE for h in hs[:10]]) if hs else 0.0)
         ranks_sorted = [r for _, r in sorted(ranks, key=lambda x: x[0])]
-        deep = deep_ranks(corr, ivec, test)
+        deep = deep_ranks(corr, ivec, test, k=depth)
         checked = mismatch = 0
         for r_search, ds in zip(ranks_sorted, deep):
             for rs, d in zip(r_search, ds):

@@ -344,45 +344,59 @@ class Calibrated(GapCorrector):
             p_img = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
         return p_img if Modality.parse(modality) == Modality.IMAGE else 1 - p_img
 
+    @staticmethod
+    def _order(sim: np.ndarray) -> np.ndarray | None:
+        """``None`` when every row is sorted best first (the retriever's lists), else the sort order."""
+        if sim.shape[1] < 2 or bool(np.all(sim[:, :-1] >= sim[:, 1:])):
+            return None
+        return np.argsort(-sim, axis=1, kind="stable")
+
+    @staticmethod
+    def _unsort(val: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        if order is None:
+            return val
+        out = np.empty_like(val)
+        np.put_along_axis(out, order, val, 1)
+        return out
+
     def _posterior(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
+        """List posterior of rows sorted best first; the normaliser sums the first ``depth``
+        candidates (a longer list — k > depth — scores its tail against the same normaliser,
+        so results do not depend on k)."""
         st = self._state(query_modality, modality)
         z = float(st["t"]) * self._item_logit(st, sim)
+        head = z[:, : self.depth]
         extra = [float(st["log_c"])]
         if self.prior < 1:  # "the store holds no relevant item": prior odds × the list mass it would give
             extra.append(math.log((1 - self.prior) / self.prior) + float(st["log_m0"]))
-        top = np.maximum(z.max(axis=1, keepdims=True), max(extra))  # log-sum-exp over the list and "none"
-        e = np.exp(z - top)
-        denom = e.sum(axis=1, keepdims=True) + sum(np.exp(x - top) for x in extra)
-        return e / denom
+        top = np.maximum(head.max(axis=1, keepdims=True), max(extra))  # log-sum-exp over the list and "none"
+        denom = np.exp(head - top).sum(axis=1, keepdims=True) + sum(np.exp(x - top) for x in extra)
+        return np.exp(z - top) / denom
 
     def probability(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         """List posterior P_j (module docstring) for each row's candidates; rows are one query's list."""
         sim = np.atleast_2d(np.asarray(sim, np.float64))
-        p = self._posterior(sim, query_modality, modality)
+        order = self._order(sim)
+        ss = sim if order is None else np.take_along_axis(sim, order, 1)
+        p = self._unsort(self._posterior(ss, query_modality, modality), order)
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         return p if prior is None else p * prior[:, None]
 
     def score_query(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         sim = np.atleast_2d(np.asarray(sim, np.float64))
-        p = self._posterior(sim, query_modality, modality)
+        order = self._order(sim)
+        ss = sim if order is None else np.take_along_axis(sim, order, 1)
+        ps = self._posterior(ss, query_modality, modality)
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         w = np.ones((len(sim), 1)) if prior is None else prior[:, None]
         if self.coverage <= 0:
-            return p * w
-        ordered = sim.shape[1] < 2 or bool(np.all(sim[:, :-1] >= sim[:, 1:]))  # the retriever's lists are
-        order = None if ordered else np.argsort(-sim, axis=1, kind="stable")
-        ps = p if order is None else np.take_along_axis(p, order, 1)
+            return self._unsort(w * ps, order)
         cum = np.cumsum(ps, axis=1)
         gain = np.log((cum + self.eps) / (cum - ps + self.eps))
         # with soft routing both terms are weighted by P(the query wants this modality)
-        val = w * (ps + self.coverage * gain)
-        if order is None:
-            return val
-        out = np.empty_like(val)
-        np.put_along_axis(out, order, val, 1)
-        return out
+        return self._unsort(w * (ps + self.coverage * gain), order)
 
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         return self.score_query(sim, None, query_modality, modality)

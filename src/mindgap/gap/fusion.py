@@ -12,8 +12,9 @@ the retriever merges the lists on that score:
 * ``dbsf`` — distribution-based score fusion (Qdrant): ``(s − (μ − 3σ)) / 6σ`` with μ, σ
   over the list.
 
-Nothing to fit. ``minmax`` and ``dbsf`` depend on how deep the list is; the retriever
-fetches at least ``depth`` candidates per modality so the result does not depend on ``k``.
+Nothing to fit. ``minmax`` and ``dbsf`` depend on how deep the list is: their statistics
+are taken over each modality's best ``depth`` candidates (the retriever fetches at least
+that many), so the result does not depend on ``k``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def _ranks(sim: np.ndarray) -> np.ndarray:
     r = np.empty_like(order)
     np.put_along_axis(r, order, np.arange(1, sim.shape[1] + 1)[None, :].repeat(len(sim), 0), 1)
     return r
+
+
+def _head(sim: np.ndarray, depth: int) -> np.ndarray:
+    """Each row's best ``depth`` values: the list statistics are taken over them (so a longer
+    list, k > depth, does not change them)."""
+    if sim.shape[1] <= depth:
+        return sim
+    return -np.sort(-sim, axis=1)[:, :depth]
 
 
 class _ListFusion(GapCorrector):
@@ -88,7 +97,8 @@ class MinMax(_ListFusion):
     name = "minmax"
 
     def _list_score(self, sim: np.ndarray) -> np.ndarray:
-        lo, hi = sim.min(1, keepdims=True), sim.max(1, keepdims=True)
+        head = _head(sim, self.depth)
+        lo, hi = head.min(1, keepdims=True), head.max(1, keepdims=True)
         span = hi - lo
         # + a cosine tie-break: every list's top scores exactly 1 (ties across modalities are broken by cosine)
         return np.where(span > 0, (sim - lo) / np.where(span > 0, span, 1), 1.0) + 1e-6 * np.clip(sim, -1, 1)
@@ -100,7 +110,8 @@ class DBSF(_ListFusion):
     name = "dbsf"
 
     def _list_score(self, sim: np.ndarray) -> np.ndarray:
-        mu, sd = sim.mean(1, keepdims=True), sim.std(1, keepdims=True)
+        head = _head(sim, self.depth)
+        mu, sd = head.mean(1, keepdims=True), head.std(1, keepdims=True)
         return np.where(sd > 0, (sim - (mu - 3 * sd)) / np.where(sd > 0, 6 * sd, 1), 0.5)
 
 
