@@ -292,3 +292,14 @@ def test_server_search_min_prob(offline_encoder, tmp_path) -> None:
         assert c.get("/search", params={"query": "a dog", "min_prob": 2}).status_code == 422
         page = c.get("/").text
         assert 'id="min-prob"' in page
+
+
+def test_calibrated_fast_path_equals_the_general_one(synth) -> None:
+    r = Retriever(synth.store)
+    corr = r.fit_gap("calibrated", _fresh(synth.data))
+    sims = np.sort(np.random.default_rng(3).uniform(-0.2, 0.9, (5, 40)), axis=1)[:, ::-1]
+    for m in (Modality.TEXT, Modality.IMAGE):
+        fast = corr.score_query(sims, synth.queries[:5], Modality.TEXT, m)
+        shuffled = np.ascontiguousarray(sims[:, ::-1])  # unsorted rows take the general path
+        slow = corr.score_query(shuffled, synth.queries[:5], Modality.TEXT, m)[:, ::-1]
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)

@@ -209,6 +209,7 @@ class Calibrated(GapCorrector):
         self.calib_: dict[str, dict[str, dict[str, Any]]] | None = None
         self.route_: dict[str, dict[str, Any]] | None = None
         self.pairs_: str | None = None
+        self._fast: dict[tuple[Any, Any], tuple[float, float, float]] = {}  # search-time constants
 
     @property
     def list_depth(self) -> int:  # type: ignore[override]
@@ -241,6 +242,7 @@ class Calibrated(GapCorrector):
                                                               fit_list=data.pairs != "pseudo")
         if not out:
             raise InputError("calibrated: no fitting pairs", item="pairs")
+        self._fast = {}
         self.calib_ = out
         self.pairs_ = data.pairs
         self.route_ = self._fit_route(q_all, qm, gm) if self.soft_route else None
@@ -383,9 +385,37 @@ class Calibrated(GapCorrector):
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         return p if prior is None else p * prior[:, None]
 
+    def _constants(self, query_modality: Modality, modality: Modality) -> tuple[float, float, float]:
+        """(t·a, t·b, log of the "none" mass) for the Platt fast path, cached per modality pair."""
+        key = (query_modality, modality)
+        got = getattr(self, "_fast", {}).get(key)
+        if got is None:
+            st = self._state(query_modality, modality)
+            t = float(st["t"])
+            lx = float(st["log_c"])
+            if self.prior < 1:
+                lx = float(np.logaddexp(lx, math.log((1 - self.prior) / self.prior) + float(st["log_m0"])))
+            got = (t * float(st["a"]), t * float(st["b"]), lx)
+            if not hasattr(self, "_fast"):
+                self._fast = {}
+            self._fast[key] = got
+        return got
+
     def score_query(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         sim = np.atleast_2d(np.asarray(sim, np.float64))
+        if self.method == "platt" and self.route_ is None and (
+                sim.shape[1] < 2 or bool((sim[:, :-1] >= sim[:, 1:]).all())):
+            # the search path (sorted lists, no routing): the same formulas in fewer array operations
+            ta, tb, lx = self._constants(query_modality, modality)
+            z = ta * sim + tb
+            top = np.maximum(z[:, :1], lx)
+            e = np.exp(z - top)
+            p = e / (e[:, : self.depth].sum(axis=1, keepdims=True) + np.exp(lx - top))
+            if self.coverage <= 0:
+                return p
+            cum = np.cumsum(p, axis=1)
+            return p + self.coverage * np.log((cum + self.eps) / (cum - p + self.eps))
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
         ps = self._posterior(ss, query_modality, modality)
