@@ -128,3 +128,12 @@ def test_append_true_accepted(tmp_path, capsys, offline_encoder):
     assert main(["index", str(a), "--store", store, "--no-progress", "true"]) == 0
     assert main(["index", str(b), "--store", store, "--append", "true", "--no-progress"]) == 0, capsys.readouterr().err
     assert main(["index", str(a), "--store", store, "--append", "false", "--no-progress", "true"]) == 0
+
+
+def test_longest_schema_valid_query_gets_an_answer(srv):
+    """GET /search takes 20,000 characters: percent-encoded (180 KB) the server still answers, never resets."""
+    import requests
+
+    q = "%E0%A0%80" * 20000  # U+0800 (3 UTF-8 bytes) x 20,000
+    r = requests.get(srv.url + "/search?k=1001&query=" + q, headers={"X-API-Key": KEY}, timeout=120)
+    assert r.status_code == 422 and r.json()["error"]["item"] == "query.k"

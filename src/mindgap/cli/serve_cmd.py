@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         from ..env import api_key as env_api_key
         from ..errors import StoreError, require
         from ..images import max_pixels as default_pixels
-        from ..server.app import ServerConfig, create_app
+        from ..server.app import UVICORN_OPTIONS, ServerConfig, create_app
         from ..server.security import default_allowed_hosts, is_loopback
         from ..server.threaded import bind_socket
         from ..stores import local_path
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         n = st.retriever.store.count() if st.retriever is not None else 0
         err_console.print(serve_banner(store, n, st.encoder.name, host, port, bool(cfg.api_key), hosts),
                           highlight=False, markup=False)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_keep_alive=30))
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, **UVICORN_OPTIONS))
         server.run(sockets=[sock])
 
 

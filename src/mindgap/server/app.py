@@ -105,11 +105,20 @@ def create_app(store: Any = None, *, config: Optional[ServerConfig] = None, **op
     return app
 
 
+#: Largest request line + headers uvicorn accepts. h11's default (16 KiB) is below what the
+#: schema allows: ``GET /search?query=`` takes 20,000 characters, up to ~240 KB percent-encoded,
+#: and a longer head is dropped without any answer (a connection reset, found by the fuzz test).
+MAX_REQUEST_HEAD_BYTES = 512 * 1024
+
+#: uvicorn settings shared by ``mindgap serve`` and :func:`serve_in_thread`.
+UVICORN_OPTIONS = {"timeout_keep_alive": 30, "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES}
+
+
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *,
                     startup_timeout: float = 120.0) -> ServerHandle:
     """Run ``app`` under uvicorn (lifespan on) in a daemon thread; port 0 = a free port."""
     return _serve_in_thread(app, host, port, startup_timeout=startup_timeout, lifespan="on",
-                            name="mindgap-server", timeout_keep_alive=30)
+                            name="mindgap-server", **UVICORN_OPTIONS)
 
 
 def default_api_key() -> Optional[str]:
