@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
 
@@ -52,7 +54,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    enc = load_encoder("mindgap:flickr8k-small")
+    enc = load_encoder(DEFAULT_OFFLINE_SPEC)
     data = shared_data_dir()
     tmp = Path(tempfile.mkdtemp(prefix="mindgap-ingest-bench-"))
     flickr = load_caption_set(data / "flickr8k_224", split="test")
@@ -93,7 +95,7 @@ def main() -> None:
     res = {"measured": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "decode_workers": default_workers(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-           "store": args.store, "encoder": "mindgap:flickr8k-small", "batch_size": 64,
+           "store": args.store, "encoder": DEFAULT_OFFLINE_SPEC, "batch_size": 64,
            "total_s": round(time.time() - t_all, 1), "python": sys.version.split()[0], "rows": rows}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ingest.json").write_text(json.dumps(res, indent=2))

@@ -4,7 +4,7 @@ Run: ``python benchmarks/load.py [--clients 50] [--seconds 30] [--no-compare]``
 → ``benchmarks/results/load.json`` and ``.md``.
 
 Setup: a real store of Flickr8k *test* data (``--images`` images + two captions each as
-text passages, offline model ``mindgap:flickr8k-small``, ``zscore`` fitted on the model's
+text passages, offline model (``DEFAULT_OFFLINE_SPEC``), ``zscore`` fitted on the model's
 held-out calib images), built once into ``runs/load-store`` (git-ignored). The server is the
 real CLI (``mindgap serve``) in its own process; the clients are ``--clients`` asyncio
 tasks with one HTTP/1.1 keep-alive connection each, in this process, for ``--seconds``
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mindgap.encoders import DEFAULT_OFFLINE_SPEC
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
 STORE = ROOT / "runs" / "load-store"
@@ -57,7 +59,7 @@ def build_store(n_images: int) -> str:
     if stamp.exists() and json.loads(stamp.read_text()).get("images") == n_images:
         return f"exact:{STORE}"
     shutil.rmtree(STORE, ignore_errors=True)
-    enc = load_encoder("mindgap:flickr8k-small")
+    enc = load_encoder(DEFAULT_OFFLINE_SPEC)
     recs = load_caption_set("flickr8k_224", split="test")[:n_images]
     r = Retriever(f"exact:{STORE}", encoder=enc)
     items = [Item(f"img:{x.image_id}", Modality.IMAGE, uri=str(x.path)) for x in recs]
@@ -87,7 +89,7 @@ def encoder_cpu_cost(queries: list[str]) -> dict:
 
     from mindgap.encoders import load_encoder
 
-    enc = load_encoder("mindgap:flickr8k-small")
+    enc = load_encoder(DEFAULT_OFFLINE_SPEC)
     torch.set_num_threads(1)
     rng = random.Random(0)
     enc.encode_text(queries[:8], show_progress=False)

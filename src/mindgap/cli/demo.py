@@ -86,7 +86,13 @@ def _mixed_index_demo(enc, recs, img, txt, first, second, data) -> None:  # noqa
         r.fit_gap("zscore", fit)
         gaps.append("zscore")
     else:
-        console.print("[yellow]encoder records no held-out calib set: showing naive only[/]")
+        console.print("[yellow]encoder records no held-out calib set: no fitted zscore row[/]")
+    from ..gap.auto import AUTO_NAME, fit_auto
+
+    # what `mindgap index` does by itself: a calibrated corrector fitted label-free on the
+    # store's own passages (no calib pairs, no labels)
+    if fit_auto(r, make_default=False) is not None:
+        gaps.append(AUTO_NAME)
     queries = txt[second]
     rows = []
     for g in gaps:
@@ -104,4 +110,6 @@ def _mixed_index_demo(enc, recs, img, txt, first, second, data) -> None:  # noqa
                       f"text passages; the right image is among them for {hit:.0%} of queries, the right passage for "
                       f"{thit:.0%}.")
     console.print("naive cosine ranks captions above images (the modality gap); zscore, fitted on pairs the encoder "
-                  "never saw, puts images back but pushes passages out. Next: `mindgap index`, `mindgap search`.")
+                  "never saw, puts images back but pushes passages out; auto (what `mindgap index` fits by itself, "
+                  "label-free: calibrated probabilities of relevance) ranks both. Next: `mindgap index`, "
+                  "`mindgap search`.")

@@ -57,7 +57,11 @@ def register(app: typer.Typer) -> None:
                           embed_dim=embed_dim, head_hidden=head_hidden, text_tune_layers=text_tune_layers, ema=ema,
                           learn_temperature=not fixed_temperature, init_temperature=init_temperature, init=init,
                           seed=seed, threads=threads)
-        rec = train(cfg, out, progress=True, evaluate=evaluate)
+        import shlex
+        import sys
+
+        rec = train(cfg, out, progress=True, evaluate=evaluate,
+                    command="mindgap " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         if json_out:
             print_json(rec.get("test_metrics", {}))
             return

@@ -121,7 +121,7 @@ def model_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evaluate: bool = True,
-          caches: dict | None = None) -> dict[str, Any]:
+          caches: dict | None = None, command: str | None = None) -> dict[str, Any]:
     """Train a dual encoder and save it to ``out_dir`` (layout of :mod:`.dual_model`).
 
     Args:
@@ -131,6 +131,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         evaluate: measure on Flickr8k ``test`` and write the model card.
         caches: a dict reused across calls in one process (ablations) so identical
             decoded images / cached features are computed once.
+        command: the command line that ran this (recorded in the model card).
 
     Returns:
         The training record (also stored in ``mindgap_model.json``).
@@ -338,6 +339,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         "phase_seconds": {**phases, "steps_seconds": round(step_seconds * step, 1)},
         "steps": step,
         "epoch_loss": history,
+        "command": command,
         "final_temperature": round(math.exp(-logit_scale.item()), 4),
         "machine": f"{' '.join(x for x in (platform.machine(), platform.processor()) if x)}, "
                    f"torch threads={torch.get_num_threads()}",

@@ -337,7 +337,7 @@ def _caption_queries(recs: Sequence[CaptionedImage], root: Path, split: str, tak
 
 
 def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: str = "test", fit_split: str = "val",
-                            fit_images: Iterable[str] | None = None, encoder: str = "mindgap:flickr8k-small",
+                            fit_images: Iterable[str] | None = None, encoder: str | None = None,
                             limit: int | None = None, fit_limit: int | None = None, seed: int = 0,
                             name: str | None = None) -> Benchmark:
     """Mixed-modality caption benchmark from an image–caption set.
@@ -352,7 +352,7 @@ def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: st
         data: image–caption folder or shared data-set name.
         test_split / fit_split: splits of ``data``.
         fit_images: image ids for fitting (default: calib ids recorded by ``encoder``).
-        encoder: mindgap model whose calib ids are the default fitting images.
+        encoder: mindgap model whose calib ids are the default fitting images (default: the bundled one).
         limit / fit_limit: keep a seeded random subset of test / fit images (small runs).
         seed: subset seed.
 
@@ -362,7 +362,9 @@ def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: st
     test = load_caption_set(data, split=test_split)
     fit_all = load_caption_set(data, split=fit_split)
     if fit_images is None:
-        fit_images = calib_image_ids(encoder)
+        from ..encoders import DEFAULT_OFFLINE_SPEC
+
+        fit_images = calib_image_ids(encoder or DEFAULT_OFFLINE_SPEC)
     want = set(fit_images)
     fit = [r for r in fit_all if r.image_id in want]
     if not fit:
