@@ -5,7 +5,7 @@ that was measured and *not* kept (it needs per-item state, and it lands below th
 Bank = the benchmark's fit queries (calib captions; disjoint from the test queries). Per item
 g: ``s'(q, g) = β s(q, g) − log Σ_{b∈B} exp(β s(b, g))`` (all items, "DIS"), or only for hubs
 (items in the top-h of some bank query; others keep ``β s − median``). Then per-modality
-ranking, merged. Writes ``qbnorm_probe.json`` beside this file.
+ranking, merged. Writes ``qbnorm_probe.json`` to ``$OUT`` (default: beside this file).
 
 Run after ``reproduce.sh`` (it reuses runs/fusion's store): ``python docs/results/fusion/qbnorm_probe.py``.
 """
@@ -74,7 +74,7 @@ for beta in (5, 10, 20, 40):
                 s2 = np.where(is_hub[None], s2, beta * sims[m] - np.median(lse))
             sc[m] = s2
         rows[f"{'DIS (all items)' if hub is None else f'QB-Norm (hubs: top-{hub} of a bank query)'}, beta={beta}"] = evaluate(sc)
-out = Path(__file__).with_name("qbnorm_probe.json")
+out = Path(os.environ.get("OUT") or Path(__file__).parent) / "qbnorm_probe.json"  # reproduce.sh's OUT
 out.write_text(json.dumps({"encoder": enc, "bank": f"{len(bank)} fit (calib) queries", "results": rows}, indent=1) + "\n")
 for k, v in rows.items():
     print(f"{k:55s} {v}")
