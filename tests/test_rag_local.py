@@ -68,3 +68,29 @@ def test_openai_client_answers_through_a_real_local_server(smollm2):
             oc = openai.OpenAI(base_url=srv.base_url, api_key="unused")
             r = oc.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=8, temperature=0)
             assert r.choices[0].message.content == direct.text
+
+
+def test_local_generator_streams_real_tokens_equal_to_the_plain_answer(smollm2):
+    """TextIteratorStreamer: several deltas, joined equal to generate(); through the openai client too."""
+    from mindgap.rag.generators.streaming import generate_streaming
+    from mindgap.rag.openai_server import create_app, serve_in_thread
+
+    direct = smollm2.generate(MSGS, max_tokens=12, temperature=0)
+    pieces: list[str] = []
+    res = generate_streaming(smollm2, MSGS, on_delta=pieces.append, max_tokens=12, temperature=0)
+    assert res.extra["streamed"] == ("tokens" if smollm2.backend == "transformers" else "chunked")
+    assert "".join(pieces) == res.text == direct.text and res.tokens == direct.tokens
+    if smollm2.backend == "transformers":
+        assert len(pieces) > 2
+    cut: list[str] = []
+    generate_streaming(smollm2, MSGS, on_delta=cut.append, max_tokens=8, stop=["Paris"])
+    assert "Paris" not in "".join(cut)
+    if importlib.util.find_spec("openai") is not None:
+        import openai
+
+        with serve_in_thread(create_app(smollm2, model_name="smollm2")) as srv:
+            oc = openai.OpenAI(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=120)
+            chunks = list(oc.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=12, temperature=0,
+                                                     stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == direct.text
+        assert chunks[-1].choices[0].finish_reason == direct.finish_reason

@@ -174,6 +174,26 @@ def test_ask_extractive_cites_sources(client):
     assert nr["no_rag"] is True and nr["sources"] == []
 
 
+def test_ask_streams_server_sent_events(client):
+    import json
+
+    q = {"question": "What is the dog carrying in its mouth?", "k": 8, "gap": "naive"}
+    plain = client.post("/ask", json=q).json()
+    with client.stream("POST", "/ask", json=dict(q, stream=True)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        raw = r.read().decode()
+    events = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: ")))
+              for b in raw.strip().split("\n\n")]
+    deltas = [d["text"] for e, d in events if e == "delta"]
+    assert [e for e, _ in events] == ["delta"] * len(deltas) + ["answer"] and len(deltas) > 1
+    final = events[-1][1]
+    assert "".join(deltas) == final["answer"] == plain["answer"]
+    assert [s["id"] for s in final["sources"]] == [s["id"] for s in plain["sources"]]
+    assert all(s.get("uri") is None for s in final["sources"])
+    bad = client.post("/ask", json={"question": "  ", "no_rag": True, "stream": True})
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/json")
+
+
 def test_items_add_get_search_delete(client, server, recs):
     img = recs[0].path.read_bytes()
     body = {"items": [

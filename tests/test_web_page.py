@@ -113,8 +113,12 @@ def test_image_drop_zone_search(page, artifacts_dir):
 def test_ask_panel(page, artifacts_dir):
     page.fill("#q", "What is the dog carrying in its mouth?")
     page.click("#gap-toggle button[data-gap='zscore']")
-    page.click("#ask-btn")
+    with page.expect_response(lambda r: r.url.endswith("/ask")) as asked:
+        page.click("#ask-btn")
     page.wait_for_selector("#answer[data-state='done']")
+    res = asked.value  # the page asks for a streamed answer (server-sent events)
+    assert res.request.post_data_json["stream"] is True
+    assert res.headers["content-type"].startswith("text/event-stream")
     page.wait_for_selector("#compare[data-state='done'] .cmp.on[data-gap='zscore']")
     page.wait_for_function("() => [...document.querySelectorAll('.card.image img')].every(i => i.complete)")
     assert page.inner_text("#answer-text").strip()

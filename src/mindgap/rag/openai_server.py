@@ -4,8 +4,19 @@ Lets any OpenAI client (including mindgap's own ``openai:`` generator) use the o
 local model: ``mindgap llm-serve --generator local:smollm2 --port 8001`` then
 ``--generator openai:smollm2@http://127.0.0.1:8001/v1``.
 
+Streaming (``stream: true``) answers with server-sent events shaped as OpenAI's:
+``chat.completion.chunk`` objects — the first with ``delta.role``, then ``delta.content``
+pieces, the last with an empty delta and ``finish_reason`` — then ``data: [DONE]``;
+``stream_options.include_usage`` adds the usage chunk (``choices: []``) before ``[DONE]``.
+``local:`` models on the transformers backend stream real tokens as they are decoded
+(``TextIteratorStreamer``); other generators (``extractive``, ``openai:``, llama.cpp) generate
+the whole answer, then send it in word-sized chunks (see
+:mod:`mindgap.rag.generators.streaming`). The joined deltas equal the non-streamed answer.
+An error before the first token is a normal JSON error; one after it is an SSE ``data:
+{"error": ...}`` event (what the openai client raises as ``APIError``).
+
 Differences from api.openai.com, on purpose: ``temperature`` defaults to 0 (greedy,
-deterministic), ``stream`` and ``n > 1`` are refused with a clear 400, image parts are
+deterministic), ``n > 1`` is refused with a clear 400, image parts are
 refused unless the generator ``supports_images``. Errors use OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}``. Requests are served one at a time
 (one model in memory).
@@ -17,6 +28,8 @@ refused unless the generator ``supports_images``. Errors use OpenAI's shape
 # no `from __future__ import annotations`: FastAPI must resolve `Request` in the route signatures.
 
 import base64
+import json
+import queue
 import threading
 import time
 import uuid
@@ -26,6 +39,7 @@ from ..errors import MindgapError, require
 from ..server.threaded import ServerHandle
 from ..server.threaded import serve_in_thread as _serve_in_thread
 from .generators import Generator, load_generator
+from .generators.streaming import generate_streaming
 
 ROLES = {"system", "user", "assistant"}
 
@@ -68,8 +82,11 @@ def parse_request(body: Any, gen: Generator) -> dict[str, Any]:
     """Validate a chat-completions body → generate() arguments (raises ``_BadRequest``)."""
     if not isinstance(body, dict):
         raise _BadRequest("the body must be a JSON object")
-    if body.get("stream"):
-        raise _BadRequest("stream=true is not supported by this server", "stream")
+    if not isinstance(body.get("stream", False), (bool, type(None))):
+        raise _BadRequest("stream must be a boolean", "stream")
+    opts = body.get("stream_options")
+    if opts is not None and not isinstance(opts, dict):
+        raise _BadRequest("stream_options must be an object", "stream_options")
     if int(body.get("n") or 1) != 1:
         raise _BadRequest("only n=1 is supported", "n")
     msgs = body.get("messages")
@@ -106,7 +123,8 @@ def parse_request(body: Any, gen: Generator) -> dict[str, Any]:
         raise _BadRequest("temperature must be in [0, 2]", "temperature")
     if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
         raise _BadRequest("stop must be a string or a list of strings", "stop")
-    return {"messages": out, "max_tokens": max_tokens, "temperature": temperature, "stop": stop}
+    return {"messages": out, "max_tokens": max_tokens, "temperature": temperature, "stop": stop,
+            "stream": bool(body.get("stream")), "include_usage": bool((opts or {}).get("include_usage"))}
 
 
 def create_app(generator: Generator | str = "local:smollm2", *, model_name: str | None = None,
@@ -157,13 +175,13 @@ def create_app(generator: Generator | str = "local:smollm2", *, model_name: str 
 
         try:
             args = parse_request(body, gen)
+            if args["stream"]:
+                return await _stream(args)
             gen_result = await run_in_threadpool(_generate, args)
         except _BadRequest as exc:
             return _error(exc.status, exc.message, param=exc.param, code=exc.code)
         except MindgapError as exc:
-            code = "context_length_exceeded" if exc.item == "context_window" else exc.code
-            return _error(400 if exc.http_status < 500 else 500, str(exc), param=exc.item, code=code,
-                          kind="invalid_request_error" if exc.http_status < 500 else "server_error")
+            return _mindgap_error(exc)
         app.state.requests += 1
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": name, "choices": [{"index": 0, "message": {"role": "assistant", "content": gen_result.text},
@@ -176,7 +194,77 @@ def create_app(generator: Generator | str = "local:smollm2", *, model_name: str 
             return gen.generate(args["messages"], max_tokens=args["max_tokens"], temperature=args["temperature"],
                                 stop=args["stop"])
 
+    async def _stream(args: dict[str, Any]) -> Any:
+        """Generate in a thread, pushing deltas to a queue that the SSE body drains.
+
+        The first event is awaited before answering, so an error raised before any text (a
+        too-long prompt, say) is still a normal JSON error with its status.
+        """
+        from fastapi.responses import StreamingResponse
+        from starlette.concurrency import run_in_threadpool
+
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                with lock:
+                    res = generate_streaming(gen, args["messages"], max_tokens=args["max_tokens"],
+                                             temperature=args["temperature"], stop=args["stop"],
+                                             on_delta=lambda t: events.put(("delta", t)))
+                events.put(("done", res))
+            except BaseException as exc:  # noqa: BLE001 - reported to the client
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="mindgap-llm-stream", daemon=True).start()
+        first = await run_in_threadpool(events.get)
+        if first[0] == "error":
+            if isinstance(first[1], MindgapError):
+                return _mindgap_error(first[1])
+            return _error(500, f"generation failed: {first[1]}", code="server_error", kind="server_error")
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            d = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+                 "system_fingerprint": None,
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            d.update(extra)
+            return f"data: {json.dumps(d, ensure_ascii=False)}\n\n"
+
+        def body() -> Any:  # a sync iterator: starlette runs each step in its thread pool
+            yield chunk({"role": "assistant", "content": ""})
+            ev = first
+            while True:
+                kind, val = ev
+                if kind == "delta":
+                    yield chunk({"content": val})
+                elif kind == "done":
+                    app.state.requests += 1
+                    yield chunk({}, val.finish_reason)
+                    if args["include_usage"]:
+                        usage = {"prompt_tokens": val.prompt_tokens, "completion_tokens": val.tokens,
+                                 "total_tokens": val.prompt_tokens + val.tokens}
+                        d = json.loads(chunk({})[6:])
+                        d.update(choices=[], usage=usage)
+                        yield f"data: {json.dumps(d)}\n\n"
+                    break
+                else:
+                    msg = str(val) if isinstance(val, MindgapError) else f"generation failed: {val}"
+                    err = {"error": {"message": msg, "type": "server_error", "param": None, "code": "server_error"}}
+                    yield f"data: {json.dumps(err)}\n\n"
+                    break
+                ev = events.get()
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     return app
+
+
+def _mindgap_error(exc: MindgapError) -> Any:
+    code = "context_length_exceeded" if exc.item == "context_window" else exc.code
+    return _error(400 if exc.http_status < 500 else 500, str(exc), param=exc.item, code=code,
+                  kind="invalid_request_error" if exc.http_status < 500 else "server_error")
 
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 30.0) -> ServerHandle:

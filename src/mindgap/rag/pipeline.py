@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ..types import Hit
 from .context import ImageDescriber, Source, hits_to_sources
 from .generators import DEFAULT_GENERATOR, Generation, Generator, load_generator
 from .generators.base import content_text
+from .generators.streaming import generate_streaming
 from .prompts import PromptTemplate, build_messages, load_template
 
 
@@ -147,8 +149,13 @@ class RagPipeline:
         return hits, time.perf_counter() - t0
 
     def ask(self, question: str, *, k: int | None = None, gap: str | None = None, no_rag: bool = False,
-            hits: list[Hit] | None = None) -> RagAnswer:
-        """Answer ``question`` (retrieving unless ``no_rag`` or ``hits`` are given)."""
+            hits: list[Hit] | None = None, on_delta: Callable[[str], Any] | None = None) -> RagAnswer:
+        """Answer ``question`` (retrieving unless ``no_rag`` or ``hits`` are given).
+
+        With ``on_delta``, the answer is streamed: ``on_delta(text)`` gets each new piece
+        (real tokens for ``local:`` models on transformers, word chunks otherwise; see
+        :mod:`.generators.streaming`); the pieces join to ``answer``.
+        """
         if not isinstance(question, str) or not question.strip():
             raise InputError("empty question", item="question")
         k = int(k or self.k)
@@ -162,8 +169,12 @@ class RagPipeline:
         sources = hits_to_sources(list(hits)[:k], self.describer, attach_images=attach)
         built = build_messages(question, sources, self.template, self.generator, max_tokens=self.max_tokens,
                                no_rag=no_rag)
-        gen = self.generator.generate(built.messages, max_tokens=self.max_tokens, temperature=self.temperature,
-                                      stop=list(self.template.stop) or None)
+        if on_delta is None:
+            gen = self.generator.generate(built.messages, max_tokens=self.max_tokens, temperature=self.temperature,
+                                          stop=list(self.template.stop) or None)
+        else:
+            gen = generate_streaming(self.generator, built.messages, on_delta=on_delta, max_tokens=self.max_tokens,
+                                     temperature=self.temperature, stop=list(self.template.stop) or None)
         notes = list(self.describer.notes)
         if built.dropped:
             notes.append(f"{len(built.dropped)} least relevant source(s) dropped to fit the "

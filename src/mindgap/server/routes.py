@@ -9,6 +9,7 @@ per-request timeout; text embeddings go through the request batcher.
 import asyncio
 import base64
 import binascii
+import logging
 import os
 import time
 from pathlib import Path
@@ -122,6 +123,8 @@ async def embed_texts(state: ServerState, texts: list) -> np.ndarray:
     return await within(state.batcher.encode(texts), state.config.timeout_s, "text embedding")
 
 
+log = logging.getLogger(__name__)
+
 MIN_PROB_HELP = ("Drop results whose calibrated P(relevant) is below this (probability correctors such as "
                  "calibrated / the store's default 'auto'); an empty list means nothing is likely relevant.")
 
@@ -133,6 +136,66 @@ def _search_locked(state: ServerState, q: np.ndarray, qmod: Modality, k: int, ga
     with state.lock.read():
         return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts,
                                               min_prob=min_prob)[0]
+
+
+ASK_STREAM_HELP = ("With stream=true: `event: delta` / `data: {\"text\": ...}` for each piece of the answer "
+                   "(joined, they are the answer), then `event: answer` with the whole AskResponse JSON, or "
+                   "`event: error` with `{\"error\": {code, message, item}}`.")
+
+
+async def _ask_stream(state: ServerState, answer: Any, timeout: Optional[float]) -> Any:
+    """Run ``answer(on_delta)`` on the generate pool; relay its deltas as server-sent events.
+
+    Errors before the first delta (retrieval, a too-long prompt) are ordinary JSON errors;
+    later ones, and the request timeout, arrive as an ``error`` event.
+    """
+    import json
+
+    from fastapi.responses import StreamingResponse
+
+    from ..errors import MindgapError
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    task = asyncio.ensure_future(state.workers.run(
+        state.workers.generate, answer, lambda t: loop.call_soon_threadsafe(events.put_nowait, t)))
+    task.add_done_callback(lambda t: events.put_nowait(None))
+    deadline = loop.time() + timeout if timeout else None
+
+    async def next_event() -> Optional[str]:
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            return await asyncio.wait_for(events.get(), left)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"answer generation took longer than the server's {timeout:g} s request timeout",
+                                 item="answer generation") from None
+
+    first = await next_event()
+    if first is None:
+        task.result()  # raises the error (a normal JSON error response) if the answer failed
+
+    def sse(event: str, data: Any) -> str:
+        return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    async def body() -> Any:
+        ev = first
+        try:
+            while ev is not None:
+                yield sse("delta", {"text": ev})
+                ev = await next_event()
+            d = task.result().to_dict()
+            for src in d["sources"]:
+                client_view(src)
+            yield sse("answer", d)
+        except MindgapError as exc:
+            yield sse("error", {"error": {"code": exc.code, "message": str(exc), "item": exc.item}})
+        except Exception:  # noqa: BLE001 - details stay in the server log
+            log.exception("streamed /ask failed")
+            yield sse("error", {"error": {"code": "internal_error", "message": "internal server error (details are "
+                                          "in the server log)", "item": None}})
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def run_search(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
@@ -330,9 +393,13 @@ def router(cfg: Any) -> APIRouter:
         """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
         return await _search(state, query, image, k, gap, modality, min_prob)
 
-    @r.post("/ask", response_model=AskResponse, tags=["rag"])
+    @r.post("/ask", response_model=AskResponse, tags=["rag"],
+            responses={200: {"content": {"text/event-stream": {"description": ASK_STREAM_HELP}}}})
     async def ask(body: AskRequest, state: ServerState = Depends(get_state)) -> Any:
-        """Retrieve (gap-aware) and answer with the server's generator, citing numbered sources."""
+        """Retrieve (gap-aware) and answer with the server's generator, citing numbered sources.
+
+        With ``"stream": true`` the answer comes as server-sent events (see the 200 response).
+        """
         hits = None
         if not body.no_rag:
             state.need_retriever()
@@ -342,11 +409,14 @@ def router(cfg: Any) -> APIRouter:
             raise InputError("empty question", item="question")
         check_unicode(body.question, "question")
 
-        def answer() -> Any:
+        def answer(on_delta: Any = None) -> Any:
             with state.lock.read():
                 state.rag.describer.notes = []
-                return state.rag.ask(body.question, k=body.k, gap=body.gap, no_rag=body.no_rag, hits=hits)
+                return state.rag.ask(body.question, k=body.k, gap=body.gap, no_rag=body.no_rag, hits=hits,
+                                     on_delta=on_delta)
 
+        if body.stream:
+            return await _ask_stream(state, answer, to)
         ans = await within(state.workers.run(state.workers.generate, answer), to, "answer generation")
         d = ans.to_dict()
         for s in d["sources"]:

@@ -85,6 +85,8 @@ class AskRequest(BaseModel):
     k: int = Field(10, ge=1, le=50, strict=True, description="Sources to retrieve (an integer: `true` is not 1).")
     gap: str | None = Field(None, max_length=200, description="Gap corrector (default: the store's).")
     no_rag: bool = Field(False, description="Answer from the question alone (the w/o-RAG baseline).")
+    stream: bool = Field(False, description="Stream the answer as server-sent events (`delta` events, then "
+                                            "`answer` with the whole response).")
 
 
 class AskResponse(BaseModel):

@@ -249,8 +249,32 @@ class LocalGGUFGenerator:
                 return self._generate_llama_cpp(messages, max_tokens, temperature, stop)
             return self._generate_transformers(messages, max_tokens, temperature, stop)
 
+    def stream(self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0,
+               stop: list[str] | None = None, on_text: Any = None) -> Generation:
+        """Like :meth:`generate`, calling ``on_text(piece)`` as tokens are decoded.
+
+        Real token streaming on the transformers backend (``TextIteratorStreamer``); on
+        llama.cpp the answer is generated whole and given to ``on_text`` once
+        (``extra["streamed"] == "chunked"``). Used by
+        :func:`~mindgap.rag.generators.streaming.generate_streaming`, which cleans the pieces.
+        """
+        check_generate_args(max_tokens, temperature)
+        if not messages:
+            raise InputError("no messages to answer", item="messages")
+        self.load()
+        with self._lock:
+            if self.backend == "llama_cpp":
+                out = self._generate_llama_cpp(messages, max_tokens, temperature, stop)
+                if on_text is not None:
+                    on_text(out.text)
+                out.extra["streamed"] = "chunked"
+                return out
+            out = self._generate_transformers(messages, max_tokens, temperature, stop, on_text=on_text)
+            out.extra["streamed"] = "tokens"
+            return out
+
     def _generate_transformers(self, messages: list[Message], max_tokens: int, temperature: float,
-                               stop: list[str] | None) -> Generation:
+                               stop: list[str] | None, on_text: Any = None) -> Generation:
         import torch
 
         ids = self._encode_chat(messages)
@@ -271,8 +295,11 @@ class LocalGGUFGenerator:
         torch.set_num_threads(self.threads)  # for this call only: the setting is process-wide
         t0 = time.perf_counter()
         try:
-            with torch.inference_mode():
-                out = self._model.generate(ids, **kw)
+            if on_text is None:
+                with torch.inference_mode():
+                    out = self._model.generate(ids, **kw)
+            else:
+                out = self._generate_streamed(ids, kw, on_text)
         finally:
             seconds = time.perf_counter() - t0
             torch.set_num_threads(before)
@@ -285,6 +312,35 @@ class LocalGGUFGenerator:
         return Generation(text=text.strip(), tokens=int(len(new)), seconds=seconds, prompt_tokens=n_prompt,
                           model=self.name, finish_reason=finish,
                           extra={"backend": "transformers", "load_seconds": round(self.load_seconds, 3)})
+
+    def _generate_streamed(self, ids: Any, kw: dict[str, Any], on_text: Any) -> Any:
+        """``model.generate`` in a worker thread feeding a ``TextIteratorStreamer`` read here."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self._tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        box: dict[str, Any] = {}
+        threads = self.threads
+
+        def run() -> None:
+            torch.set_num_threads(threads)
+            try:
+                with torch.inference_mode():
+                    box["out"] = self._model.generate(ids, streamer=streamer, **kw)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="mindgap-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                on_text(piece)
+        finally:
+            worker.join()
+        if "error" in box:
+            raise box["error"]
+        return box["out"]
 
     def _generate_llama_cpp(self, messages: list[Message], max_tokens: int, temperature: float,
                             stop: list[str] | None) -> Generation:

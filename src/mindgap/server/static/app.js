@@ -160,12 +160,45 @@ async function ask(text) {
   $("answer-text").classList.add("empty");
   $("answer-sources").replaceChildren();
   $("answer-notes").replaceChildren();
+  const seq = (state.askSeq = (state.askSeq || 0) + 1);
   try {
-    const body = { question: text, k: Math.min(50, Number($("k").value) || 10) };
+    const body = { question: text, k: Math.min(50, Number($("k").value) || 10), stream: true };
     if (state.gap) body.gap = state.gap;
-    const a = await api("/ask", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    renderAnswer(a);
+    const res = await api("/ask", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), raw: true });
+    // server-sent events: `delta` pieces of the answer as they are generated, then `answer` (or `error`)
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "", shown = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (seq !== state.askSeq) { reader.cancel(); return; }  // a newer question replaced this one
+      buf += dec.decode(value || new Uint8Array(), { stream: !done });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let event = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        const d = JSON.parse(data);
+        if (event === "delta") {
+          shown += d.text;
+          $("answer-text").textContent = shown;
+          $("answer-text").classList.remove("empty");
+          panel.dataset.state = "streaming";
+        } else if (event === "answer") {
+          renderAnswer(d);
+        } else if (event === "error") {
+          throw new ApiError(500, d.error.code, d.error.message);
+        }
+      }
+      if (done) break;
+    }
+    if (panel.dataset.state !== "done") throw new ApiError(0, "stream_ended", "the answer stream ended early");
   } catch (err) {
+    if (seq !== state.askSeq) return;
     $("answer-text").textContent = `${err.code || "error"}: ${err.message}`;
     panel.dataset.state = "error";
   }
