@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                                                "shared data set name (mmqa, flickr8k_224)."),
         store: str = typer.Option(..., "--store", "-s", help=STORE_HELP),
         encoder: str = typer.Option(None, "--encoder", help="Encoder spec (default: the store's; new stores: "
-                                                            "mindgap:flickr8k-small, the offline model)."),
+                                                            "the bundled offline model, DEFAULT_OFFLINE_SPEC)."),
         text_mode: str = typer.Option(None, "--text-mode",
                                       help="sentences (mean of sentence embeddings, default) or truncate (first "
                                            "tokens only; the ablation). New stores."),

@@ -15,7 +15,7 @@ encoders.register_lazy("hf", "mindgap.encoders.hf:_make", "transformers CLIPMode
 encoders.register_lazy("open_clip", "mindgap.encoders.open_clip:_make", "OpenCLIP <arch>/<pretrained tag or checkpoint>")
 encoders.register_lazy("onnx", "mindgap.encoders.onnx:_make", "ONNX Runtime, transformers.js layout (onnx/text_model*.onnx, ...)")
 
-DEFAULT_OFFLINE_SPEC = "mindgap:flickr8k-small"
+DEFAULT_OFFLINE_SPEC = "mindgap:flickr8k-effnet"
 DEFAULT_REAL_SPEC = "hf:openai/clip-vit-base-patch32"
 
 
@@ -23,7 +23,7 @@ def load_encoder(spec: str = DEFAULT_OFFLINE_SPEC, **options: Any) -> Encoder:
     """Build an encoder from a spec string.
 
     Example:
-        >>> enc = load_encoder("mindgap:flickr8k-small")  # doctest: +SKIP
+        >>> enc = load_encoder("mindgap:flickr8k-effnet")  # doctest: +SKIP
         >>> enc.encode_text(["a dog runs"]).shape  # doctest: +SKIP
         (1, 256)
     """

@@ -1,7 +1,7 @@
 """PyTorch backend for mindgap's own dual-encoder layout (see :mod:`.dual_model`).
 
-Spec: ``mindgap:<name-or-dir>`` — a bundled model name (``flickr8k-small``, the offline
-default) or a directory; ``hf:<dir>`` also dispatches here when the directory holds a
+Spec: ``mindgap:<name-or-dir>`` — a bundled model name (``flickr8k-effnet``, the offline
+default; ``flickr8k-small``, the previous one) or a directory; ``hf:<dir>`` also dispatches here when the directory holds a
 ``mindgap_model.json``.
 """
 
@@ -19,7 +19,7 @@ from .dual_model import CLIP_MEAN, CLIP_STD, DualEncoderModel, preprocess_images
 
 #: Models that ship inside the package (trained here by ``mindgap train``).
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_OFFLINE_MODEL = "flickr8k-small"
+DEFAULT_OFFLINE_MODEL = "flickr8k-effnet"
 DEFAULT_OFFLINE_SPEC = f"mindgap:{DEFAULT_OFFLINE_MODEL}"
 
 

@@ -15,8 +15,8 @@ Caveats (read before relying on it):
   that CLIP matches *circled people* more often to "suspect" / "missing person"; similar
   prompt-based judgements about people (criminality, morality, attractiveness) must not
   be built on this. Do not add such categories.
-* The bundled offline model (``mindgap:flickr8k-small``) was trained on 800 everyday
-  Flickr8k photos and has never seen unsafe content: with it this command only
+* The bundled offline model (``mindgap:flickr8k-effnet``) was trained on 6,047 everyday
+  Flickr8k photos (on top of an ImageNet backbone) and has never been taught unsafe content: with it this command only
   demonstrates the mechanics. Use a real CLIP and measure precision / recall on your own
   labelled data before trusting any threshold.
 
