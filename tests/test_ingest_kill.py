@@ -100,15 +100,17 @@ def kill_midway(src: Path, uri: str, at_least: int) -> str:
     return "".join(log)
 
 
-URIS = {"exact": "exact:{d}", "lancedb": "lancedb:{d}", "milvus": "milvus:{d}/kb.db", "faiss": "faiss:{d}"}
+URIS = {"exact": "exact:{d}", "lancedb": "lancedb:{d}", "milvus": "milvus:{d}/kb.db", "faiss": "faiss:{d}",
+        "qdrant": "qdrant:{d}"}
 
 
 @pytest.mark.parametrize("backend", ["exact", pytest.param("lancedb", marks=pytest.mark.slow),
                                      pytest.param("milvus", marks=pytest.mark.slow),
-                                     pytest.param("faiss", marks=pytest.mark.slow)])
+                                     pytest.param("faiss", marks=pytest.mark.slow),
+                                     pytest.param("qdrant", marks=pytest.mark.slow)])
 def test_sigkill_midway_then_resume(backend, source, reference, tmp_path, offline_encoder) -> None:
     if backend != "exact":
-        pytest.importorskip({"milvus": "milvus_lite"}.get(backend, backend))
+        pytest.importorskip({"milvus": "milvus_lite", "qdrant": "qdrant_client"}.get(backend, backend))
     src, ids = source
     uri = URIS[backend].format(d=tmp_path / "store")
     kill_midway(src, uri, at_least=3 * B)

@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
+from _qdrant_kit import emulate_qdrant_server
+
 from mindgap.errors import MindgapError, SpecError, StoreError
 from mindgap.manifest import Manifest
 from mindgap.stores import list_stores, open_store
@@ -33,6 +35,7 @@ pytest.importorskip("faiss")
 pytest.importorskip("lancedb")
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
+pytest.importorskip("qdrant_client")
 
 DIM = 48
 NASTY = ["it's", 'say "hi"', "back\\slash", "trail\\", "new\nline", "tab\there", "ünï中文🙂", "a/b/../c",
@@ -46,6 +49,10 @@ EXACT = {
     "faiss-flat": "faiss:{d}",
     "lancedb": "lancedb:{d}",
     "milvus-lite": "milvus:{d}/kb.db",
+    "qdrant-local": "qdrant:{d}",
+    # the server code path (URL, manifest in the meta collection, reader filters) against
+    # qdrant-client's in-process engine standing in for a server: see `emulated_qdrant_server`
+    "qdrant-server": "qdrant:http://127.0.0.1:6333?collection={col}",
 }
 ANN = {
     "faiss-hnsw": "faiss:{d}?index=hnsw&M=16",
@@ -53,13 +60,17 @@ ANN = {
     "lancedb-ivf": "lancedb:{d}?index=ivf&nlist=8&nprobe=4",
     "milvus-hnsw": "milvus:{d}/kb.db?index=hnsw&M=16",
     "milvus-ivf": "milvus:{d}/kb.db?index=ivf&nlist=8&nprobe=4",
+    "qdrant-hnsw": "qdrant:{d}?index=hnsw&M=16",
 }
 EXACT["milvus-server"] = "milvus:http://127.0.0.1:{port}?collection={col}"
-PERSISTENT = ["exact-dir", "faiss-flat", "lancedb", "milvus-lite", "milvus-server"]
+PERSISTENT = ["exact-dir", "faiss-flat", "lancedb", "milvus-lite", "milvus-server", "qdrant-local"]
 
 
 def uri_for(name: str, tmp_path: Path, request) -> str:
     tmpl = {**EXACT, **ANN}[name]
+    if name == "qdrant-server":
+        request.getfixturevalue("emulated_qdrant_server")
+        return tmpl.format(col="t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[-150:])
     if "{port}" in tmpl:
         port = request.getfixturevalue("milvus_server")
         col = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[-150:]
@@ -67,6 +78,13 @@ def uri_for(name: str, tmp_path: Path, request) -> str:
     return tmpl.format(d=tmp_path / "store")
 
 
+
+
+@pytest.fixture
+def emulated_qdrant_server(monkeypatch):
+    """``qdrant:http://...`` reaches qdrant-client's in-process engine (see ``_qdrant_kit``)."""
+    with emulate_qdrant_server(monkeypatch) as seen:
+        yield seen
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -336,7 +354,7 @@ CHILD = textwrap.dedent("""
             if state["n"] == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         mod = type(store).__module__
-        if mod.endswith("milvus"):
+        if mod.endswith(("milvus", "qdrant")):
             orig = store._set_meta
             store._set_meta = lambda k, v: (die() if k == "commit" else None, orig(k, v))[1]
         elif mod.endswith("lancedb"):
@@ -499,7 +517,7 @@ def test_foreign_tables_are_not_touched(tmp_path):
     two[1].close()
 
 
-@pytest.mark.parametrize("name", ["lancedb", "milvus-lite", "faiss-flat"])
+@pytest.mark.parametrize("name", ["lancedb", "milvus-lite", "faiss-flat", "qdrant-local"])
 def test_failed_batch_leaves_nothing(name, tmp_path, monkeypatch):
     """A batch whose second write fails (disk full, server gone) is not half-committed later."""
     s = open_store(EXACT[name].format(d=tmp_path / "store"))
@@ -511,6 +529,8 @@ def test_failed_batch_leaves_nothing(name, tmp_path, monkeypatch):
         target, attr, fail_at = type(s._tables[Modality.TEXT]), "add", 2
     elif name == "milvus-lite":  # ... of its two partition inserts
         target, attr, fail_at = type(s.client), "insert", 2
+    elif name == "qdrant-local":  # ... of its two collection upserts
+        target, attr, fail_at = type(s.client), "upsert", 2
     else:  # ... its one segment file (the segment writer the store's module calls)
         target, attr, fail_at = sys.modules[type(s).__module__], "write_segment", 1
     real, calls = getattr(target, attr), []

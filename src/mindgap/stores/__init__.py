@@ -3,6 +3,7 @@
 * ``lancedb:/path`` or a bare path — LanceDB embedded (default);
 * ``milvus:/path/file.db`` — milvus-lite; ``milvus:http://host:19530`` — a Milvus server;
 * ``faiss:/path[?index=hnsw|ivf|flat]`` — FAISS in memory, saved next to its metadata;
+* ``qdrant:/path`` — Qdrant local mode (embedded); ``qdrant:http://host:6333`` — a Qdrant server;
 * ``exact:`` / ``exact:/path`` — numpy oracle.
 
 An existing store is opened with the backend that built it: its manifest records the
@@ -26,6 +27,7 @@ stores.register_lazy("exact", "mindgap.stores.exact:_make", "exact numpy scan (m
 stores.register_lazy("lancedb", "mindgap.stores.lancedb:_make", "LanceDB embedded, on disk (default)")
 stores.register_lazy("milvus", "mindgap.stores.milvus:_make", "Milvus: milvus-lite file or http(s):// server")
 stores.register_lazy("faiss", "mindgap.stores.faiss:_make", "FAISS flat / HNSW / IVF, saved with metadata")
+stores.register_lazy("qdrant", "mindgap.stores.qdrant:_make", "Qdrant: local folder (embedded) or http(s):// server")
 
 
 #: what looks like a URI scheme (two characters or more: ``C:`` is a Windows drive letter)
@@ -125,7 +127,7 @@ def list_stores() -> dict[str, str]:
 
     Example:
         >>> sorted(list_stores())
-        ['exact', 'faiss', 'lancedb', 'milvus']
+        ['exact', 'faiss', 'lancedb', 'milvus', 'qdrant']
     """
     return stores.describe()
 
