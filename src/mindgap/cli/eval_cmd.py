@@ -80,11 +80,13 @@ def _register_eval(app: typer.Typer) -> None:
         logging.getLogger("mindgap").setLevel(logging.ERROR)
         enc_spec = encoder
         if enc_spec is None:
-            from ..stores import open_store
+            from ..stores import local_path, open_store
 
-            st = open_store(store, create=False)
-            enc_spec = st.manifest.encoder_spec if st.manifest is not None else None
-            st.close()
+            p = local_path(store)
+            if p is None or p.exists():  # an existing store says which encoder built it; a new one gets the default
+                st = open_store(store, create=False)
+                enc_spec = st.manifest.encoder_spec if st.manifest is not None else None
+                st.close()
         if Path(bench).suffix == ".jsonl" or Path(bench).exists():
             b: Any = bench
             name = Path(bench).stem

@@ -332,7 +332,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
     record = {
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "data": {"sources": list(cfg.data), "images_per_source": per_source, "dataset": ", ".join(cfg.data),
-                 "split": "see sources", "calib_source": cfg.calib_source,
+                 "split": td.Source.parse(cfg.calib_source).split or "", "calib_source": cfg.calib_source,
                  "train_images": [r.image_id for r in train_recs], "calib_images": [r.image_id for r in calib_recs]},
         "train_seconds": round(train_seconds, 1),
         "seconds_per_step": round(step_seconds, 4),
