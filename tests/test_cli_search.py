@@ -143,7 +143,7 @@ def test_fit_gap_pseudo_and_pairs_then_zscore_search(store, capsys, tmp_path, fl
     naive = run_json(capsys, ["search", store, "--queries", str(queries), "-k", "10", "--gap", "naive"])
     gold = run_json(capsys, ["search", store, "--queries", str(queries), "-k", "10"])  # default = zs-gold
     assert gold[0]["gap"] == "zs-gold"
-    assert _share(gold) > _share(naive) + 0.2, (_share(naive), _share(gold))
+    assert _share(gold) > _share(naive) + 0.1, (_share(naive), _share(gold))
     r_naive, r_gold = _gold_image_recall(naive, flickr_test, 3), _gold_image_recall(gold, flickr_test, 3)
     assert r_gold > r_naive, (r_naive, r_gold)
 

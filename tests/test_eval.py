@@ -222,7 +222,7 @@ def test_mindgap_eval_on_flickr8k_test_matches_the_retrieval_tests(full_eval, fl
     assert m["naive"]["ImageQ"]["R@10"] == pytest.approx(_naive_recall10(flickr_embeddings, "ImageQ"), abs=0.005)
     assert m["naive"]["TextQ"]["R@10"] == pytest.approx(_naive_recall10(flickr_embeddings, "TextQ"), abs=0.005)
     # the bounds test_gap_retrieval.py asserts on the same setup
-    assert m["naive"]["ImageQ"]["R@10"] < 0.1 and m["naive"]["TextQ"]["R@10"] > 0.6
+    assert m["naive"]["ImageQ"]["R@10"] < 0.6 * disk["tradeoff"]["ceilings"]["ImageQ"] and m["naive"]["TextQ"]["R@10"] > 0.6
     assert m["zscore"]["ImageQ"]["R@10"] > m["naive"]["ImageQ"]["R@10"] + 0.05
     assert m["zscore@pseudo"]["ImageQ"]["R@10"] > m["naive"]["ImageQ"]["R@10"] + 0.025
     assert m["center"]["TextQ"]["R@10"] >= m["naive"]["TextQ"]["R@10"] - 0.05

@@ -52,12 +52,13 @@ def test_ask_extractive_json(mmqa_store, capsys):
     assert [s["index"] for s in res["sources"]] == list(range(1, 9))
     assert all(s["modality"] in {"text", "image"} and isinstance(s["score"], float) for s in res["sources"])
     src = res["sources"][res["generation"]["extra"]["source_index"]]
-    assert res["answer"] in (src.get("text") or src.get("words") or "")  # the span comes from a retrieved source
+    # the span comes from a retrieved source (whitespace normalised, as the extractive generator does)
+    assert " ".join(res["answer"].split()) in " ".join((src.get("text") or src.get("words") or "").split())
 
 
 def test_ask_explain_shows_images_as_words(mmqa_store, capsys):
     code, out, _ = _run(capsys, "ask", mmqa_store, "What does the poster of the Ben Piazza movie show?", "-g",
-                        "extractive", "--gap", "zscore-pseudo", "-k", "10", "--explain")
+                        "extractive", "--gap", "zscore-pseudo", "-k", "30", "--explain")
     assert code == 0
     assert "sources:" in out and "[1] " in out and "gap: zscore-pseudo" in out
     assert "Reference text 1:" in out and "--- system ---\nYou are a helpful assistant." in out
