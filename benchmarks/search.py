@@ -3,7 +3,7 @@
 Run: ``nice python benchmarks/search.py [--sizes 10000,100000,1000000] [--backends ...]``
 → ``benchmarks/results/search.json``, ``search.md`` and ``search.png``.
 
-Corpus: real embeddings of the bundled offline model (``mindgap:flickr8k-small``, 256-d) of
+Corpus: real embeddings of the bundled offline model (``DEFAULT_OFFLINE_SPEC``, 256-d) of
 Flickr8k's 2,000 test + val images and captions 0–3 of each (8,000 texts), grown to N items
 (3/4 texts, 1/4 images) as *real embedding plus noise*: ``normalise(b + 0.5·L z)`` with ``b`` a
 random real embedding of the modality, ``z ~ N(0, I)`` and ``L L^T`` the modality's covariance —
