@@ -4,7 +4,7 @@
 set -euo pipefail
 MG=${MINDGAP:-mindgap}
 OUT=docs/results/prompting
-$MG prompt-bench --encoder mindgap:flickr8k-small --seed 0 --out $OUT
+$MG prompt-bench --seed 0 --out $OUT   # the default bundled model
 # put the hand-written interpretation (notes.md) into the report without re-measuring
 $MG prompt-bench --from-results $OUT/results.json --notes $OUT/notes.md --out $OUT
 # the same command with a real CLIP (needs the weights in the local HF cache):
