@@ -29,7 +29,7 @@ app = typer.Typer(
 #: Command modules, in help order. Each defines ``register(app)``.
 COMMAND_MODULES = [
     "demo", "encode", "train_cmd", "index", "search", "eval_cmd", "diagnose_cmd",
-    "rag_cmd", "caption_cmd", "prompting_cmd", "serve_cmd",
+    "rag_cmd", "caption_cmd", "prompting_cmd", "serve_cmd", "fuse_cmd",
 ]
 
 for _name in COMMAND_MODULES:

@@ -188,11 +188,14 @@ def register(app: typer.Typer) -> None:
         allow_training_overlap: bool = typer.Option(False, "--allow-training-overlap",
                                                     help="Fit even on images the encoder was trained on (warns)."),
         json_out: bool = typer.Option(False, "--json", help="Print the fitted corrector as JSON."),
+        out_file: Path = typer.Option(None, "--out", help="Also write the fitted corrector to this standalone JSON "
+                                                          "file (docs/corrector-format.md; `mindgap fuse` reads it)."),
     ) -> None:
         """Fit a gap corrector on labelled (--pairs) or pseudo (--pseudo) pairs and store it with the index.
 
         Corpus-statistics correctors (center, standardize, distnorm) need neither. The fitted
-        state goes into the store's manifest; `mindgap search --gap NAME` uses it.
+        state goes into the store's manifest; `mindgap search --gap NAME` uses it. `--out FILE`
+        also writes it as a standalone file for fusing another search's results (`mindgap fuse`).
         """
         from ..errors import InputError
         from ..gap import make_corrector
@@ -226,6 +229,14 @@ def register(app: typer.Typer) -> None:
                     corr = retr.fit_gap(gap, corpus_sample=corpus_sample, name=name, make_default=default)
             key = name or gap
             default_now = retr.manifest.default_gap
+            if out_file is not None:
+                from ..gap.portable import save_corrector
+                from ..types import MODALITIES
+
+                save_corrector(corr, out_file, encoder=retr.manifest.encoder_spec, dim=retr.manifest.dim, name=key,
+                               fitted_on={"pairs": kind, "queries": n_pairs, "source": st.uri,
+                                          "counts": {m.value: st.count(m) for m in MODALITIES}})
+                err_console.print(f"wrote {out_file}")
         finally:
             st.close()
         for w in caught:

@@ -1,0 +1,198 @@
+"""Issue 17: gap-corrected fusion without a store (mindgap.gap.portable), the standalone corrector
+file (docs/corrector-format.md: its worked example is checked here), `mindgap fit-gap --out` and
+`mindgap fuse`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mindgap.cli import main
+from mindgap.errors import InputError
+from mindgap.gap import FitData, make_corrector
+from mindgap.gap.portable import FORMAT, fit_corrector, fuse, load_corrector, save_corrector
+from mindgap.manifest import Manifest
+from mindgap.retriever import Retriever
+from mindgap.stores.exact import ExactStore
+from mindgap.types import Item, Modality
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "corrector-format.md"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A toy gap (texts near the queries, images offset) in an exact store saved on disk."""
+    rng = np.random.default_rng(0)
+    d, n = 32, 300
+    topics = _unit(rng.standard_normal((n, d)))
+    gap_t, gap_i = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
+    texts = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
+    images = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_i)
+    queries = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
+    path = tmp_path_factory.mktemp("fuse") / "s.store"
+    st = ExactStore(path)
+    st.add([Item(f"t{i}", Modality.TEXT, text=f"passage {i}") for i in range(n)], texts)
+    st.add([Item(f"i{i}", Modality.IMAGE, uri=f"/img/{i}.jpg") for i in range(n)], images)
+    st.save_manifest(Manifest(encoder_spec="synthetic", dim=d))
+    fit = np.arange(100)
+    data = FitData(queries=np.concatenate([queries[fit], queries[fit]]),
+                   gold=np.concatenate([texts[fit], images[fit]]),
+                   gold_modality=np.array(["text"] * 100 + ["image"] * 100), query_modality="text")
+    return SimpleNamespace(store=st, path=path, queries=queries, texts=texts, images=images, data=data,
+                           test=np.arange(100, 140))
+
+
+def _lists(retr: Retriever, q: np.ndarray, depth: int) -> dict[str, list[tuple[str, float]]]:
+    """What a foreign search returns: per modality, ids with raw cosines (shuffled: order must not matter)."""
+    out = {}
+    for m in (Modality.TEXT, Modality.IMAGE):
+        got = retr.store.search(q[None], depth, m)[0]
+        out[m.value] = [got[j] for j in np.random.default_rng(len(got)).permutation(len(got))]
+    return out
+
+
+@pytest.mark.parametrize("spec", ["calibrated", "zscore", "quota", "minmax", "dbsf", "rrf", "naive", "qnorm"])
+def test_fuse_equals_the_store_search(synth, spec):
+    retr = Retriever(synth.store)
+    corr = retr.fit_gap(spec, FitData(**vars(synth.data)), save=False, name=f"x:{spec}")
+    depth = max(10, int(getattr(corr, "list_depth", None) or 0))
+    for i in synth.test[:15]:
+        q = synth.queries[i]
+        want = retr.search_vectors(q, k=10, gap=f"x:{spec}", fetch=False)[0]
+        got = fuse(_lists(retr, q, depth), corr, k=10, query=q)
+        assert [(h.id, h.modality.value) for h in want] == [(h.id, h.modality) for h in got]
+        assert np.allclose([h.score for h in want], [h.score for h in got], atol=1e-5)
+
+
+def test_min_prob_matches_the_store_and_needs_a_probability(synth):
+    retr = Retriever(synth.store)
+    corr = retr.fit_gap("calibrated", FitData(**vars(synth.data)), save=False, name="c")
+    for i in synth.test[:10]:
+        q = synth.queries[i]
+        want = retr.search_vectors(q, k=10, gap="c", fetch=False, min_prob=0.2)[0]
+        got = fuse(_lists(retr, q, 20), corr, k=10, min_prob=0.2)
+        assert [h.id for h in want] == [h.id for h in got]
+        assert all(h.probability is not None and h.probability >= 0.2 for h in got)
+    with pytest.raises(InputError, match="probability corrector"):
+        fuse({"text": [("a", 0.5)]}, make_corrector("quota"), min_prob=0.1)
+
+
+def test_save_load_roundtrip_and_fit_from_files(synth, tmp_path):
+    d = synth.data
+    npz = tmp_path / "fit.npz"
+    np.savez(npz, queries=d.queries, gold=d.gold, gold_modality=d.gold_modality,
+             text=synth.texts[:200], image=synth.images[:200])
+    pc = fit_corrector("calibrated", queries=npz, corpus=npz, counts={"text": 300, "image": 300}, encoder="synthetic")
+    np.save(tmp_path / "q.npy", d.queries)
+    pc2 = fit_corrector("calibrated", queries=tmp_path / "q.npy", gold=d.gold, gold_modality=list(d.gold_modality),
+                        corpus={"text": synth.texts[:200], "image": synth.images[:200]},
+                        counts={"text": 300, "image": 300})
+    assert pc.corrector.calib_["text"]["image"]["a"] == pytest.approx(pc2.corrector.calib_["text"]["image"]["a"])
+    f = save_corrector(pc, tmp_path / "c.json")
+    raw = json.loads(f.read_text())
+    assert raw["format"] == FORMAT and raw["version"] == 1 and raw["encoder"] == {"spec": "synthetic", "dim": 32}
+    back = load_corrector(f)
+    lists = {"text": [("t1", 0.8), ("t2", 0.5)], "image": [("i1", 0.3), ("i9", 0.1)]}
+    assert [h.to_dict() for h in fuse(lists, back)] == [h.to_dict() for h in fuse(lists, pc)]
+    with pytest.raises(InputError, match="dimension 5"):
+        fuse(lists, back, query=np.ones(5))
+
+
+def test_errors_name_the_field(tmp_path):
+    q = make_corrector("quota")
+    cases = [({"text": [("a", float("nan"))]}, "candidates.text[0]"), ({"text": [("a", 3.0)]}, "outside"),
+             ({"text": [("a", 0.1), ("a", 0.2)]}, "twice"), ({"audio": []}, "unknown modality"),
+             ({"text": [{"id": "a"}]}, "'id' and 'cosine'"), ({"text": "abc"}, "candidates for text")]
+    for cands, msg in cases:
+        with pytest.raises(InputError, match=re.escape(msg)):
+            fuse(cands, q)
+    with pytest.raises(InputError, match="k must be"):
+        fuse({"text": []}, q, k=0)
+    with pytest.raises(InputError, match="changes embeddings"):
+        fuse({"text": []}, make_corrector("center"))
+    with pytest.raises(InputError, match="needs the query embedding"):
+        fuse({"text": [("a", 0.1)]}, make_corrector("qnorm").fit(FitData(corpus={"text": np.eye(3), "image": np.eye(3)})))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": FORMAT, "version": 99, "corrector": {}}))
+    with pytest.raises(InputError, match="newer"):
+        load_corrector(bad)
+    bad.write_text("{")
+    with pytest.raises(InputError, match="not readable JSON"):
+        load_corrector(bad)
+    with pytest.raises(InputError, match="not found"):
+        load_corrector(tmp_path / "nope.json")
+    with pytest.raises(InputError, match="expected"):
+        load_corrector({"hello": 1})
+
+
+def test_loads_from_a_store_manifest(synth):
+    retr = Retriever(synth.store)
+    retr.fit_gap("zscore", FitData(**vars(synth.data)), name="zs", make_default=True)
+    pc = load_corrector(synth.path)
+    assert pc.corrector.name == "zscore" and pc.encoder == "synthetic" and pc.meta["name"] == "zs"
+    assert load_corrector(synth.path / "manifest.json", name="naive").corrector.name == "naive"
+    with pytest.raises(InputError, match="no fitted corrector 'nope'"):
+        load_corrector(synth.path, name="nope")
+
+
+def _doc_blocks() -> dict[str, object]:
+    """The JSON blocks of docs/corrector-format.md that follow a `<!-- name -->` marker."""
+    text = DOC.read_text(encoding="utf-8")
+    return {m.group(1): json.loads(m.group(2)) for m in
+            re.finditer(r"<!-- (\S+) -->\s*```json\n(.*?)```", text, re.S)}
+
+
+def test_worked_example_in_the_format_doc():
+    blocks = _doc_blocks()
+    pc = load_corrector(blocks["example-corrector"])
+    req = blocks["example-request"]
+    got = fuse(req["candidates"], pc, k=req["k"], min_prob=req.get("min_prob"))
+    want = blocks["example-result"]["hits"]
+    assert [h.to_dict() for h in got] == want
+    assert [h.id for h in fuse(req["candidates"], pc, k=req["k"], min_prob=0.2)] == ["i4", "t7"]
+    # the intermediate numbers the doc walks through
+    steps = blocks["example-steps"]
+    st = pc.corrector.calib_["text"]
+    for m in ("text", "image"):
+        sims = np.array([[c["cosine"] for c in sorted(req["candidates"][m], key=lambda c: -c["cosine"])]])
+        p = pc.corrector.probability(sims, None, Modality.TEXT, Modality.parse(m))[0]
+        assert np.allclose(p, steps[m]["P"], atol=5e-7), (m, p)
+        sc = pc.corrector.score_query(sims, None, Modality.TEXT, Modality.parse(m))[0]
+        assert np.allclose(sc, steps[m]["score"], atol=5e-7), (m, sc)
+        assert st[m]["t"] * st[m]["a"] == pytest.approx(steps[m]["t_a"])
+
+
+def test_cli_fit_gap_out_and_fuse(synth, tmp_path, capsys, monkeypatch):
+    from mindgap.cli import index as cli_index
+
+    # the synthetic store's "encoder" is never run (quota fits nothing): a stand-in with its name and size
+    monkeypatch.setitem(cli_index._ENCODERS, "synthetic", SimpleNamespace(name="synthetic", dim=32))
+    out = tmp_path / "corr.json"
+    assert main(["fit-gap", str(synth.path), "--gap", "quota", "--out", str(out)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    saved = json.loads(out.read_text())
+    assert saved["corrector"]["name"] == "quota" and saved["encoder"] == {"spec": "synthetic", "dim": 32}
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"candidates": {"text": [{"id": "t1", "cosine": 0.7}, {"id": "t2", "cosine": 0.6}],
+                                              "image": [{"id": "i1", "cosine": 0.2}]}, "k": 2}))
+    assert main(["fuse", str(out), str(req), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [h["id"] for h in res["hits"]] == ["t1", "i1"]
+    assert main(["fuse", str(out), str(req)]) == 0
+    assert "t1" in capsys.readouterr().out
+    req.write_text(json.dumps({"candidates": {"text": [{"id": "t1", "cosine": "high"}]}}))
+    assert main(["fuse", str(out), str(req)]) == 2
+    err = capsys.readouterr().err
+    assert "candidates.text[0]" in err and "Traceback" not in err
+    req.write_text(json.dumps({"candidates": {}, "oops": 1}))
+    assert main(["fuse", str(out), str(req)]) == 2
+    assert "oops" in capsys.readouterr().err
