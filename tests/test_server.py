@@ -386,3 +386,39 @@ def test_rwlock_writer_excludes_readers():
     first_exit = min(i for i, (kind, _) in enumerate(log) if kind == "r-")
     assert all(log.index(("r+", i)) < first_exit for i in range(3))  # readers share the lock
     assert all(log.index(("r+", i)) > w1 for i in (3, 4))  # readers arriving behind a waiting writer wait
+
+
+def test_fuse_endpoint_inline_corrector_store_corrector_and_errors(client):
+    """POST /fuse (issue 17): the docs' worked example over HTTP, the served store's corrector by name,
+    clear 4xx on bad input; in the OpenAPI schema."""
+    import json
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "corrector-format.md").read_text(encoding="utf-8")
+    blocks = {m.group(1): json.loads(m.group(2)) for m in re.finditer(r"<!-- (\S+) -->\s*```json\n(.*?)```", doc, re.S)}
+    req = dict(blocks["example-request"], corrector=blocks["example-corrector"])
+    r = client.post("/fuse", json=req)
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"] == blocks["example-result"]["hits"] and r.json()["counts"] == {"text": 2, "image": 2}
+    cut = client.post("/fuse", json=dict(req, min_prob=0.2)).json()
+    assert [h["id"] for h in cut["hits"]] == ["i4", "t7"]
+    # the served store's default corrector (zscore), no corrector in the body
+    got = client.post("/fuse", json={"candidates": {"text": [{"id": "a", "cosine": 0.5}], "image": [
+        {"id": "b", "cosine": 0.3}]}, "k": 2}).json()
+    assert got["corrector"] == "zscore" and {h["id"] for h in got["hits"]} == {"a", "b"}
+    assert "/fuse" in client.get("/openapi.json").json()["paths"]
+    for body, status, item in [
+        (dict(req, gap="zscore"), 400, "gap"),
+        (dict(req, corrector={"format": "mindgap.corrector", "version": 7, "corrector": {}}), 400, "corrector.version"),
+        (dict(req, corrector={"name": "calibrated", "params": {"depth": "deep"}, "state": {}}), 400, "corrector"),
+        (dict(req, corrector={"name": "center", "params": {}, "state": {}}), 400, "corrector"),
+        ({"candidates": {"text": [{"id": "a", "cosine": 0.5}]}, "gap": "nope"}, 400, "nope"),
+        ({"candidates": {"text": [{"id": "a", "cosine": 0.5}]}, "min_prob": 0.5, "gap": "naive"}, 400, "min_prob"),
+        ({"candidates": {"text": [{"id": "a", "cosine": 5}]}}, 422, None),
+        ({"candidates": {"audio": []}}, 422, None),
+    ]:
+        r = client.post("/fuse", json=body)
+        assert r.status_code == status, (body, r.text)
+        if item:
+            assert r.json()["error"]["item"] == item, r.json()

@@ -63,6 +63,11 @@ def test_api_key_required_and_constant_time_compare(guarded):
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     # the image route is protected too (no path or id leaks without the key)
     _err(httpx.get(u + f"/items/img:{store_records()[0].image_id}/image"), 401, "unauthorized")
+    # POST /fuse (issue 17) needs no store access for an inline corrector, but is an API route: key required
+    fuse_body = {"candidates": {"text": [{"id": "a", "cosine": 0.5}]}, "corrector": {"name": "naive", "params": {},
+                                                                                    "state": {}}}
+    _err(httpx.post(u + "/fuse", json=fuse_body), 401, "unauthorized")
+    assert httpx.post(u + "/fuse", json=fuse_body, headers={"X-API-Key": KEY}).status_code == 200
 
 
 def test_oversize_upload_declared_and_streamed(guarded, c):

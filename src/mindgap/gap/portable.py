@@ -170,7 +170,7 @@ def corrector_from_json(obj: Any, *, name: str | None = None, where: str = "corr
             return PortableCorrector(corrector_from_dict(obj), meta={"name": obj["name"]})
     except MindgapError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
         raise InputError(f"not a valid corrector: {type(exc).__name__}: {exc}", item=where) from None
     raise InputError(f"not a corrector file: expected {{'format': {FORMAT!r}, 'version', 'corrector'}}, a store "
                      "manifest or a {name, params, state} entry", item=where)
@@ -444,7 +444,13 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
         raise InputError(f"gap corrector {corr.name!r} needs the query embedding ('query')", item="query")
     routes = None
     if q is not None and type(corr).route is not GapCorrector.route:
-        got = corr.route(q, qmod)
+        try:
+            got = corr.route(q, qmod)
+        except NotFittedError as exc:
+            raise InputError(str(exc), item="corrector") from None
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise InputError(f"the corrector's fitted state is malformed ({type(exc).__name__}: {exc})",
+                             item="corrector") from None
         routes = None if got is None else set(got[0])
     merged: list[tuple[float, str, str, float, int, float | None, Any]] = []
     for m in MODALITIES:
@@ -460,6 +466,9 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
                 pr = np.asarray(corr.probability(sims, q, qmod, m), np.float64)[0]
         except NotFittedError as exc:
             raise InputError(str(exc), item="corrector") from None
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            raise InputError(f"the corrector's fitted state is malformed ({type(exc).__name__}: {exc})",
+                             item="corrector") from None
         keep = range(len(lst)) if len(lst) <= k else np.flatnonzero(sc >= np.partition(sc, len(lst) - k)[len(lst) - k])
         for j in keep:
             p = None if pr is None else float(pr[j])

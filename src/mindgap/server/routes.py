@@ -26,7 +26,8 @@ from ..text import check_unicode
 from ..types import Hit, Item, Modality
 from .schemas import (
     MAX_K, MAX_TEXT_CHARS, AskRequest, AskResponse, DeleteResponse, EmbedResponse, EmbedTextRequest, ErrorResponse,
-    HealthResponse, IndexResponse, ItemOut, ItemsRequest, SearchResponse, SimilarityResponse,
+    HealthResponse, IndexResponse, ItemOut, ItemsRequest, SearchResponse, SimilarityResponse, FuseRequest,
+    FuseResponse,
 )
 from .security import NotFound, RequestTimeout, Unauthorized, check_api_key, check_total_pixels, decode_upload
 from .state import STATIC_DIR, ServerState
@@ -392,6 +393,30 @@ def router(cfg: Any) -> APIRouter:
                           state: ServerState = Depends(get_state)) -> Any:
         """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
         return await _search(state, query, image, k, gap, modality, min_prob)
+
+    @r.post("/fuse", response_model=FuseResponse, response_model_exclude_none=True, tags=["search"])
+    async def fuse_lists(body: FuseRequest, state: ServerState = Depends(get_state)) -> Any:
+        """Merge per-modality candidate lists from any search (ids + raw cosines) through a fitted
+        corrector — inline (`corrector`, a corrector file) or one of the served store's (`gap`).
+        No store access for an inline corrector. Format: docs/corrector-format.md."""
+        from ..gap.portable import PortableCorrector, corrector_from_json, fuse
+
+        if body.corrector is not None:
+            if body.gap is not None:
+                raise InputError("give 'corrector' or 'gap', not both", item="gap")
+            pc = corrector_from_json(body.corrector, where="corrector")
+        else:
+            retr = state.need_retriever(allow_empty=True)
+            name = retr.gap_name(body.gap)
+            m = retr.manifest
+            pc = PortableCorrector(retr.gap(name), m.encoder_spec, m.dim, {"name": name})
+        cands = {"text": [(c.id, c.cosine) for c in body.candidates.text],
+                 "image": [(c.id, c.cosine) for c in body.candidates.image]}
+        hits = fuse(cands, pc, k=body.k, query=None if body.query is None else np.asarray(body.query, np.float32),
+                    query_modality=body.query_modality, min_prob=body.min_prob)
+        return {"corrector": pc.meta.get("name") or pc.corrector.name, "k": body.k, "min_prob": body.min_prob,
+                "hits": [h.to_dict() for h in hits],
+                "counts": {m: sum(h.modality == m for h in hits) for m in ("text", "image")}}
 
     @r.post("/ask", response_model=AskResponse, tags=["rag"],
             responses={200: {"content": {"text/event-stream": {"description": ASK_STREAM_HELP}}}})

@@ -152,3 +152,56 @@ class ResultsResponse(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     results: list[dict[str, Any]]
+
+
+#: candidates per modality one ``POST /fuse`` takes
+MAX_FUSE_CANDIDATES = 1000
+
+
+class FuseCandidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(..., min_length=1, max_length=512, pattern=ID_PATTERN)
+    cosine: float = Field(..., ge=-1.0001, le=1.0001, allow_inf_nan=False,
+                          description="Raw cosine of L2-normalised embeddings (not a distance).")
+
+
+class FuseCandidates(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: list[FuseCandidate] = Field(default_factory=list, max_length=MAX_FUSE_CANDIDATES)
+    image: list[FuseCandidate] = Field(default_factory=list, max_length=MAX_FUSE_CANDIDATES)
+
+
+class FuseRequest(BaseModel):
+    """One query's per-modality candidate lists from any search, merged through a fitted corrector
+    (docs/corrector-format.md). The corrector is ``corrector`` (a standalone corrector file's
+    JSON, inline) or ``gap`` (one fitted for the served store; default: the store's default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    candidates: FuseCandidates
+    corrector: dict[str, Any] | None = Field(None, description="A corrector file (`mindgap fit-gap --out`), inline.")
+    gap: str | None = Field(None, min_length=1, max_length=200,
+                            description="A corrector fitted for the served store (when `corrector` is absent).")
+    query: list[float] | None = Field(None, min_length=1, max_length=8192,
+                                      description="The query embedding (qnorm, modal-clf, calibrated:soft_route).")
+    query_modality: Literal["text", "image"] = "text"
+    k: int = Field(10, ge=1, le=MAX_K, strict=True)
+    min_prob: float | None = Field(None, ge=0, le=1, description="Drop candidates whose P(relevant) is below this "
+                                                                 "(probability correctors: calibrated).")
+
+
+class FusedHitOut(BaseModel):
+    id: str
+    modality: Literal["text", "image"]
+    cosine: float
+    score: float = Field(description="The corrected score the merged list is sorted on.")
+    rank: int
+    modality_rank: int = Field(description="Rank within its modality's list, by cosine.")
+    probability: float | None = Field(None, description="P(relevant) (calibrated), else absent.")
+
+
+class FuseResponse(BaseModel):
+    corrector: str = Field(description="The corrector's name (kind, or the store's name for it).")
+    k: int
+    min_prob: float | None = None
+    hits: list[FusedHitOut]
+    counts: dict[str, int] = Field(description="Hits per modality.")
