@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import SpecError, StoreError, require
 from ..manifest import Manifest
 from ..types import MODALITIES, Item, Modality
+from ._commit import CommitMarks
 from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, chunks, rerank, split_uri
 
 KINDS = ("flat", "hnsw", "ivf", "ivfsq8", "ivfpq")
@@ -50,7 +51,6 @@ MAX_VARCHAR = 65535
 _MILVUS_INDEX = {"flat": "FLAT", "hnsw": "HNSW", "ivf": "IVF_FLAT", "ivfsq8": "IVF_SQ8", "ivfpq": "IVF_PQ"}
 _CHUNK = 60000  # manifest characters per meta row (ASCII JSON, under the VARCHAR limit)
 _LITE_USERS: dict[str, int] = {}  # milvus-lite file → open stores in this process
-_BLOCK = 1 << 20  # batch numbers a writer reserves at a time
 
 
 #: Connection attempts for a Milvus server before giving up (each waits up to pymilvus' 10 s).
@@ -69,7 +69,7 @@ def id_filter(ids: Sequence[str]) -> str:
     return "id in [" + ", ".join(expr_str(i) for i in ids) + "]"
 
 
-class MilvusStore(BaseStore):
+class MilvusStore(CommitMarks, BaseStore):
     """Texts and images in one Milvus collection, a partition per modality."""
 
     _manifest_seen = 0.0
@@ -243,10 +243,6 @@ class MilvusStore(BaseStore):
         self.client.create_index(self.col, self._index_params(), sync=False)
         self.client.load_collection(self.col)
 
-    def _read_marks(self) -> None:
-        self._wm = int(self._meta("commit") or 0)
-        self._aborted: list[list[int]] = json.loads(self._meta("aborted") or "[]")
-
     def _dead(self) -> str:
         """Rows no reader may see: later than the commit mark, or numbered by a writer that died."""
         return " or ".join([f"batch > {self._wm}"] + [f"(batch >= {lo} and batch <= {hi})" for lo, hi in self._aborted])
@@ -255,11 +251,6 @@ class MilvusStore(BaseStore):
         """Filter hiding uncommitted rows (server readers), and'ed with ``extra``."""
         parts = ([f"not ({self._dead()})"] if self.server else []) + ([extra] if extra else [])
         return " and ".join(f"({p})" for p in parts)
-
-    def _refresh(self) -> None:
-        if self.server and not self._writable and time.monotonic() - self._seen > 1.0:
-            self._read_marks()
-            self._counts = self._count_all()
 
     def _count_all(self) -> dict[Modality, int]:
         self._seen = time.monotonic()
@@ -272,34 +263,9 @@ class MilvusStore(BaseStore):
             out[m] = int(r[0]["count(*)"]) if r else 0
         return out
 
-    def _make_writable(self) -> None:
-        """Before this process's first write: retire what earlier writers never committed.
-
-        Batch numbers are reserved in blocks (``next`` in the meta collection) before any row
-        carries them; numbers reserved but not committed by a writer that died are *aborted*
-        for good — hidden from readers and deleted — so even an insert of a killed client that
-        reaches the server late can never join a later batch.
-        """
-        if self._writable:
-            return
-        self._read_marks()  # the latest commit, not the one seen at open
-        reserved = int(self._meta("next") or 0)
-        if reserved > self._wm:
-            self._aborted.append([self._wm + 1, reserved])
-            self._set_meta("aborted", json.dumps(self._aborted))
+    def _delete_uncommitted(self) -> None:
         if self.client.has_collection(self.col):
             self.client.delete(self.col, filter=self._dead())
-        self._last = self._reserved = max([reserved, self._wm] + [hi for _, hi in self._aborted])
-        self._counts = self._count_all()
-        self._writable = True
-
-    def _next_batch(self) -> int:
-        b = self._last + 1
-        if b > self._reserved:
-            self._reserved = b + _BLOCK - 1
-            self._set_meta("next", str(self._reserved))  # before any row carries b
-        self._last = b
-        return b
 
     # -- contract ---------------------------------------------------------------------------------
     def add(self, items: Sequence[Item], vectors: np.ndarray) -> int:
@@ -321,21 +287,13 @@ class MilvusStore(BaseStore):
                 if row[f] is not None and len(row[f].encode("utf-8", "surrogatepass")) > MAX_VARCHAR:
                     raise StoreError(f"{f} longer than Milvus' {MAX_VARCHAR} bytes", item=it.id)
             rows[it.modality].append(row)
-        try:
+
+        def write() -> None:
             for m, rs in rows.items():
                 for part in chunks(rs, 2000):
                     self.client.insert(self.col, list(part), partition_name=m.value)
-            self._set_meta("commit", str(batch))  # the commit point
-        except BaseException:
-            self._writable = False  # the next write (or open) deletes what this one wrote
-            try:
-                self._make_writable()
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-            raise
-        self._wm = batch
-        for m, rs in rows.items():
-            self._counts[m] += len(rs)
+
+        self._commit_batch(batch, write, {m: len(rs) for m, rs in rows.items()})
         return len(keep)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -443,8 +401,7 @@ class MilvusStore(BaseStore):
         if getattr(self, "client", None) is None:
             return
         if self._writable and self.client.has_collection(self.col):
-            if self._reserved > self._wm:  # hand back the unused reservation: a clean close aborts nothing
-                self._set_meta("next", str(self._wm))
+            self._release_reservation()  # a clean close aborts nothing
             if not self.server:
                 self.build_index()
         self.client.close()

@@ -50,12 +50,12 @@ import numpy as np
 from ..errors import SpecError, StoreError, require
 from ..manifest import Manifest
 from ..types import MODALITIES, Item, Modality
+from ._commit import CommitMarks
 from .base import INDEX_KEYS, BaseStore, IndexParams, SearchResult, chunks, rerank, split_uri
 
 KINDS = ("flat", "hnsw")
 _NS = uuid.UUID("5b1c39a2-6f0e-4f0c-9a57-0d3c1f2a7e11")  # point ids: uuid5(_NS, item id)
 _META_VEC = 1  # the meta collection's dummy vector size
-_BLOCK = 1 << 20  # batch numbers a writer reserves at a time
 _LOCAL: dict[str, tuple[Any, int]] = {}  # local folder → (client, open stores in this process)
 
 
@@ -95,7 +95,7 @@ def new_client(**options: Any) -> Any:
     return QdrantClient(**options)
 
 
-class QdrantStore(BaseStore):
+class QdrantStore(CommitMarks, BaseStore):
     """Texts and images in a Qdrant collection each, with a meta collection beside them."""
 
     def __init__(self, target: str, query: dict[str, str] | None = None) -> None:
@@ -202,10 +202,6 @@ class QdrantStore(BaseStore):
         self._manifest = manifest
 
     # -- commit marks --------------------------------------------------------------------------
-    def _read_marks(self) -> None:
-        self._wm = int(self._meta("commit") or 0)
-        self._aborted: list[list[int]] = json.loads(self._meta("aborted") or "[]")
-
     def _dead(self) -> Any:
         """Points no reader may see: later than the commit mark, or numbered by a writer that died."""
         m = self.models
@@ -218,11 +214,6 @@ class QdrantStore(BaseStore):
         must = [m.HasIdCondition(has_id=[point_id(i) for i in ids])] if ids is not None else None
         return m.Filter(must=must, must_not=[self._dead()])
 
-    def _refresh(self) -> None:
-        if self.server and not self._writable and time.monotonic() - self._seen > 1.0:
-            self._read_marks()  # a reader follows the writer's commits (re-read at most once a second)
-            self._counts = self._count_all()
-
     def _count_all(self) -> dict[Modality, int]:
         self._seen = time.monotonic()
         if not self._exists():
@@ -230,29 +221,10 @@ class QdrantStore(BaseStore):
         return {m: int(self.client.count(self.cols[m], count_filter=self._live(), exact=True).count)
                 for m in MODALITIES}
 
-    def _make_writable(self) -> None:
-        """Before this process's first write: retire what earlier writers never committed."""
-        if self._writable:
-            return
-        self._read_marks()
-        reserved = int(self._meta("next") or 0)
-        if reserved > self._wm:
-            self._aborted.append([self._wm + 1, reserved])
-            self._set_meta("aborted", json.dumps(self._aborted))
+    def _delete_uncommitted(self) -> None:
         for name in self.cols.values():
             if self.client.collection_exists(name):
                 self.client.delete(name, points_selector=self.models.FilterSelector(filter=self._dead()), wait=True)
-        self._last = self._reserved = max([reserved, self._wm] + [hi for _, hi in self._aborted])
-        self._counts = self._count_all()
-        self._writable = True
-
-    def _next_batch(self) -> int:
-        b = self._last + 1
-        if b > self._reserved:
-            self._reserved = b + _BLOCK - 1
-            self._set_meta("next", str(self._reserved))  # before any point carries b
-        self._last = b
-        return b
 
     # -- collections -----------------------------------------------------------------------------
     def _hnsw(self) -> Any:
@@ -291,21 +263,13 @@ class QdrantStore(BaseStore):
                 id=point_id(it.id), vector=v[i].tolist(),
                 payload={"id": it.id, "batch": batch, "text": it.text, "uri": it.uri,
                          "metadata": json.dumps(it.metadata)}))
-        try:
+
+        def write() -> None:
             for m, ps in points.items():
                 for part in chunks(ps, 1000):
                     self.client.upsert(self.cols[m], list(part), wait=True)
-            self._set_meta("commit", str(batch))  # the commit point
-        except BaseException:
-            self._writable = False  # the next write (or open) deletes what this one wrote
-            try:
-                self._make_writable()
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-            raise
-        self._wm = batch
-        for m, ps in points.items():
-            self._counts[m] += len(ps)
+
+        self._commit_batch(batch, write, {m: len(ps) for m, ps in points.items()})
         return len(keep)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -400,8 +364,7 @@ class QdrantStore(BaseStore):
         if getattr(self, "client", None) is None:
             return
         try:
-            if self._writable and self._reserved > self._wm:  # a clean close aborts nothing
-                self._set_meta("next", str(self._wm))
+            self._release_reservation()  # a clean close aborts nothing
         finally:
             if self.server:
                 self.client.close()
