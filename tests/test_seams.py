@@ -65,3 +65,102 @@ def test_server_delete_frees_unreferenced_uploads(tmp_path, offline_encoder, fli
         # uploading the same bytes again works (the file is written anew)
         assert httpx.post(srv.url + "/items", json={"items": items[:1]}, timeout=60).status_code == 200
         assert httpx.get(srv.url + "/items/a1/image").status_code == 200
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """mindgap module → the mindgap modules it imports (top-level *and* inside functions; not
+    under ``if TYPE_CHECKING``). ``from .pkg import name`` counts as ``pkg.name`` when that is a
+    module, else as ``pkg`` (its ``__init__``)."""
+    import ast
+    from pathlib import Path
+
+    import mindgap
+
+    root = Path(mindgap.__file__).resolve().parent
+    mods: dict[str, tuple[Path, bool]] = {}
+    for p in root.rglob("*.py"):
+        parts = ["mindgap", *p.relative_to(root).with_suffix("").parts]
+        is_pkg = parts[-1] == "__init__"
+        mods[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
+
+    def owner(name: str) -> str:
+        while name not in mods and "." in name:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_pkg) in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = {id(s) for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+                for c in n.body for s in ast.walk(c)}
+        pkg = name if is_pkg else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for n in ast.walk(tree):
+            if id(n) in skip:
+                continue
+            if isinstance(n, ast.Import):
+                edges |= {owner(a.name) for a in n.names if a.name.split(".")[0] == "mindgap"}
+            elif isinstance(n, ast.ImportFrom):
+                if n.level:
+                    base = pkg.split(".")[: len(pkg.split(".")) - (n.level - 1)]
+                    target = ".".join(base + ([n.module] if n.module else []))
+                else:
+                    target = n.module or ""
+                if target.split(".")[0] != "mindgap":
+                    continue
+                edges |= {f"{target}.{a.name}" if f"{target}.{a.name}" in mods else owner(target) for a in n.names}
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_import_cycles_among_mindgap_modules():
+    """Layering: no two mindgap modules import each other, directly or round a loop — lazy
+    imports inside functions included (they hide a cycle, they do not remove it)."""
+    graph = _import_graph()
+    assert "mindgap.eval.plots" in graph and "mindgap.eval.reports" in graph["mindgap.eval.diagnose"]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert cycles == [], "import cycles: " + "; ".join(" ↔ ".join(c) for c in cycles)
+
+
+def test_plot_helpers_live_in_eval_plots():
+    """One home for the PNG helpers; nobody imports a private name of ``eval.reports``."""
+    import re
+    from pathlib import Path
+
+    import mindgap
+    from mindgap.eval import plots, reports, tradeoff
+
+    assert reports.plot_pca is plots.plot_pca and tradeoff.plot_tradeoff is plots.plot_tradeoff
+    root = Path(mindgap.__file__).resolve().parent
+    private = [f"{p.relative_to(root)}: {m.group(0)}" for p in root.rglob("*.py")
+               for m in re.finditer(r"from \S*reports import [^\n]*\b_\w+", p.read_text(encoding="utf-8"))]
+    assert private == []

@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("notes file does not exist", item=str(notes))
             note_text = notes.read_text(encoding="utf-8")
         if from_results is not None:
-            from ..prompting.bench_report import rerender
+            from ..prompting.benchmark import rerender
 
             rerender(from_results, out, note_text)
             console.print(f"report: [bold]{out / 'report.md'}[/]")

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..datasets import CaptionedImage
 from ..errors import InputError
+from .train_data import split_calib  # noqa: F401 - re-exported (it lives with the data loading)
 
 DEFAULT_SOURCES = ["flickr8k_train", "flickr8k_224:val"]
 
@@ -87,17 +88,6 @@ class TrainConfig:
             raise InputError("text_tune_layers must be 0–6", item="--text-tune-layers")
         if not 0 <= self.ema < 1:
             raise InputError("ema must be in [0, 1)", item="--ema")
-
-
-def split_calib(records: list[CaptionedImage], calib_size: int, seed: int) -> tuple[list[CaptionedImage], list[CaptionedImage]]:
-    """Deterministic train / calib split of a record list (sorted by id first)."""
-    recs = sorted(records, key=lambda r: r.image_id)
-    if calib_size >= len(recs):
-        raise InputError(f"calib_size {calib_size} leaves no training images (have {len(recs)})", item="calib_size")
-    perm = np.random.default_rng(seed).permutation(len(recs))
-    calib = sorted((recs[i] for i in perm[:calib_size]), key=lambda r: r.image_id)
-    train = sorted((recs[i] for i in perm[calib_size:]), key=lambda r: r.image_id)
-    return train, calib
 
 
 def model_config(cfg: TrainConfig) -> dict[str, Any]:

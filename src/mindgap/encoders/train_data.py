@@ -47,6 +47,17 @@ class Source:
         return self.data if self.split is None else f"{self.data}:{self.split}"
 
 
+def split_calib(records: list[CaptionedImage], calib_size: int, seed: int) -> tuple[list[CaptionedImage], list[CaptionedImage]]:
+    """Deterministic train / calib split of a record list (sorted by id first)."""
+    recs = sorted(records, key=lambda r: r.image_id)
+    if calib_size >= len(recs):
+        raise InputError(f"calib_size {calib_size} leaves no training images (have {len(recs)})", item="calib_size")
+    perm = np.random.default_rng(seed).permutation(len(recs))
+    calib = sorted((recs[i] for i in perm[:calib_size]), key=lambda r: r.image_id)
+    train = sorted((recs[i] for i in perm[calib_size:]), key=lambda r: r.image_id)
+    return train, calib
+
+
 def load_sources(sources: list[str], calib_source: str, calib_size: int, seed: int,
                  ) -> tuple[list[CaptionedImage], list[CaptionedImage], dict[str, int]]:
     """Training and calib records from several sources.
@@ -57,8 +68,6 @@ def load_sources(sources: list[str], calib_source: str, calib_size: int, seed: i
 
     Returns ``(train, calib, images_per_source)``.
     """
-    from .train import split_calib
-
     parsed = [Source.parse(s) for s in sources]
     if not parsed:
         raise InputError("no training source given", item="--data")

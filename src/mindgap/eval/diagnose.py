@@ -283,8 +283,6 @@ def run_diagnose(encoder: str | Any, cfg: DiagnoseConfig | None = None, out_dir:
         "variants": variants,
     }
     if out_dir is not None:
-        from .reports import write_diagnose_outputs
-
         res["files"] = write_diagnose_outputs(res, emb, Path(out_dir))
     return public(res)
 
@@ -319,5 +317,31 @@ def public(res: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-__all__ = ["DiagnoseConfig", "run_diagnose", "measure", "centroid_gap", "random_cumulative_share", "separability", "matched_unmatched",
+def write_diagnose_outputs(res: dict[str, Any], emb: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> dict[str, str]:
+    """Write ``report.md``, ``diagnose.json`` and the PNGs of ``mindgap diagnose``."""
+    from .plots import plot_bars, plot_panels, plot_pca
+    from .reports import diagnose_markdown, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report": "report.md", "results": "diagnose.json", "cosines": "matched_unmatched.png",
+             "gap_dims": "gap_dims.png", "pca": "embedding_pca.png"}
+    v = res["variants"]
+    plot_panels({f"{k} (AUC {x['cosines']['auc']:.3f})": {"matched": x["cosines"]["_matched"],
+                                                          "unmatched": x["cosines"]["_unmatched"]}
+                 for k, x in v.items()}, out / files["cosines"],
+                title="cos(caption, image): matched vs. unmatched", xlabel="cosine")
+    d = len(next(iter(v.values()))["centroid"]["_cumulative_share"])
+    plot_bars({f"{k} (50 %: {x['centroid']['dims_50']} dims, 90 %: {x['centroid']['dims_90']})":
+               x["centroid"]["_cumulative_share"] for k, x in v.items()}, out / files["gap_dims"],
+              title="share of ‖μ_img − μ_txt‖² carried by the top-n dimensions",
+              xlabel="dimensions, largest gap component first", ylabel="cumulative share of ‖gap‖²",
+              reference=("a random isotropic direction (baseline)", random_cumulative_share(d)))
+    plot_pca(emb, out / files["pca"], {k: x["separability"]["probe_accuracy"] for k, x in v.items()})
+    pub = public(dict(res, files=files))
+    write_json(out / files["results"], pub)
+    (out / files["report"]).write_text(diagnose_markdown(pub), encoding="utf-8")
+    return files
+
+
+__all__ = ["DiagnoseConfig", "run_diagnose", "write_diagnose_outputs", "measure", "centroid_gap", "random_cumulative_share", "separability", "matched_unmatched",
            "logit_entropy", "public"]

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..types import MODALITIES, Modality
-from .reports import md_table, plt, write_json, _save
+from .plots import plt, save_figure
+from .reports import md_table, write_json
 
 BASELINES = ["quota", "rrf", "minmax", "dbsf"]
 RECOMMENDED = "calibrated"  # fitted (gold calib pairs)
@@ -130,7 +131,7 @@ def plot_reliability(curves: dict[str, dict[str, Any]], path: Path, title: str =
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "Reliability of the calibrated probabilities (held-out test queries)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def quota_oracle(retr: Any, bench: Any, qvecs: np.ndarray, queries: list[Any], k: int = 10) -> dict[str, Any]:

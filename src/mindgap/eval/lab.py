@@ -242,7 +242,7 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_gap_panels(rows: list[dict[str, Any]], path: Path) -> None:
     """Four gap measures against caption richness, one panel each."""
-    from .reports import _save, plt
+    from .plots import plt, save_figure
 
     pyplot = plt()
     x = np.arange(len(rows))
@@ -267,12 +267,12 @@ def plot_gap_panels(rows: list[dict[str, Any]], path: Path) -> None:
             ax.set_ylim(lo - pad, hi + 2 * pad)
     fig.suptitle("modality gap vs. caption richness (one model trained per level)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_zero_shot(rows: list[dict[str, Any]], path: Path) -> None:
     """Object vs. attribute zero-shot accuracy against caption richness, with chance and 95 % bars."""
-    from .reports import _save, plt
+    from .plots import plt, save_figure
 
     pyplot = plt()
     x = np.arange(len(rows))
@@ -296,7 +296,7 @@ def plot_zero_shot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2, framealpha=0.95)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def replot(out_dir: str | Path) -> dict[str, Any]:

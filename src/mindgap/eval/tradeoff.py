@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..types import Modality
+from .plots import plot_tradeoff  # noqa: F401 - re-exported (it lives with the other plots)
 
 #: stands in for b = ±∞ (thresholds are cosine differences, |t| ≤ 2, or ±inf)
 _BIG = 1e9
@@ -231,67 +232,6 @@ def summarize_frontier(fr: Frontier, points: dict[str, dict[str, float]], max_cu
             "table": rows, "correctors": corr,
             "curve": [[None if not np.isfinite(r[0]) else round(float(r[0]), 5), round(float(r[1]), 4),
                        round(float(r[2]), 4)] for r in c]}
-
-
-_MARKERS = "os^Dv<>pPXh*"
-
-
-def plot_tradeoff(fr: Frontier, summary: dict[str, Any], path: Any, *, title: str = "") -> None:
-    """ImageQ R@k (x) vs. TextQ R@k (y): the shift frontier and every corrector as a labelled point."""
-    from pathlib import Path
-
-    from .reports import _save, plt
-
-    pyplot = plt()
-    k = fr.k
-    c = fr.curve()
-    fig, ax = pyplot.subplots(figsize=(10.5, 5.4))
-    ax.plot(c[:, 1], c[:, 2], color="0.25", lw=1.6, label="uniform image shift b (exact sweep)", zorder=2)
-    ax.fill_between(c[:, 1], 0, c[:, 2], color="0.85", alpha=0.5, zorder=1, lw=0)
-    rows = summary["table"]
-    pts = summary["correctors"]
-    xmax = min(1.0, max([fr.ceilings()["ImageQ"]] + [p["ImageQ"] for p in pts.values()]) * 1.12 + 0.01)
-    ymax = min(1.02, max([fr.ceilings()["TextQ"]] + [p["TextQ"] for p in pts.values()]) * 1.08 + 0.01)
-    zero_i = next((i for i, r in enumerate(rows) if r["b"] == 0), 0)
-    order = [zero_i] + [i for i in range(len(rows)) if i != zero_i]
-    shown: list[tuple[float, float]] = []
-    for i in order:  # label b = 0 first, then every other b whose point is not crowded
-        r = rows[i]
-        ax.plot(r["ImageQ"], r["TextQ"], "o", ms=3.5, color="0.35", zorder=3)
-        x, y = r["ImageQ"] / xmax, r["TextQ"] / ymax
-        if (i - zero_i) % 2 == 0 and all(abs(x - a) > 0.09 or abs(y - b) > 0.04 for a, b in shown):
-            ax.annotate(f"b={r['b']:+.2f}", (r["ImageQ"], r["TextQ"]), xytext=(4, 3), textcoords="offset points",
-                        fontsize=7, color="0.35")
-            shown.append((x, y))
-    best = summary["best_overall_oracle"]
-    ni, nt = fr.n_image, fr.n_text
-    xs = np.linspace(0, 1, 50)
-    ys = (best["overall"] * (ni + nt) - ni * xs) / nt  # iso-overall line through the best shift
-    ax.plot(xs, ys, ls=":", lw=1, color="tab:gray",
-            label=f"overall R@{k} = {best['overall']:.3f} (best shift, oracle b={best['b']:+.2f})")
-    cmap = pyplot.get_cmap("tab10")
-    for i, (name, p) in enumerate(pts.items()):
-        d = p["delta_TextQ_vs_frontier"]
-        extra = "" if d is None else f", Δ {d:+.3f}"
-        ax.plot(p["ImageQ"], p["TextQ"], _MARKERS[i % len(_MARKERS)], ms=8, color=cmap(i % 10), mec="black", mew=0.5,
-                zorder=5, label=f"{name}: {p['ImageQ']:.3f} / {p['TextQ']:.3f}{extra}")
-    placed: list[tuple[float, float]] = []
-    for i, (name, p) in enumerate(pts.items()):  # name the points that are not in a crowd (the legend has all)
-        x, y = p["ImageQ"] / xmax, p["TextQ"] / ymax
-        if all(abs(x - a) > 0.06 or abs(y - b) > 0.035 for a, b in placed):
-            ax.annotate(name, (p["ImageQ"], p["TextQ"]), xytext=(7, -3), textcoords="offset points", fontsize=7.5,
-                        color=cmap(i % 10), zorder=6)
-            placed.append((x, y))
-    ax.set_xlim(-0.015 * xmax, xmax)  # a little room: points at recall 0 stay whole
-    ax.set_ylim(-0.015 * ymax, ymax)
-    ax.set_xlabel(f"ImageQ Recall@{k} (gold is an image; n={ni})")
-    ax.set_ylabel(f"TextQ Recall@{k} (gold is a text; n={nt})")
-    ax.set_title(f"{title}: ImageQ vs. TextQ trade-off" if title else "ImageQ vs. TextQ trade-off", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
-              title=f"corrector: ImageQ / TextQ R@{k},\nΔ TextQ vs. the shift frontier", title_fontsize=7.5)
-    fig.tight_layout()
-    _save(fig, Path(path))
 
 
 __all__ = ["Frontier", "shift_frontier", "summarize_frontier", "plot_tradeoff"]

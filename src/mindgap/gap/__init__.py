@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError, SpecError
+from ..errors import SpecError
 from ..registry import gap_correctors, split_spec
-from .base import FitData, GapCorrector
+from .base import FitData, GapCorrector, corrector_from_dict
+from .chain import Chain
 from .pairs import read_pairs, read_queries
 
 gap_correctors.register_lazy("naive", "mindgap.gap.naive:Naive", "raw cosine over the mixed store")
@@ -63,8 +64,6 @@ def make_corrector(spec: str, **params: Any) -> GapCorrector:
         raise SpecError("empty gap corrector spec", item=str(spec))
     spec = spec.strip()
     if "+" in spec:
-        from .chain import Chain
-
         if params:
             raise SpecError("keyword options apply to one corrector; put them in each part's spec", item=spec)
         return Chain([make_corrector(s) for s in spec.split("+")], spec=spec)
@@ -73,20 +72,6 @@ def make_corrector(spec: str, **params: Any) -> GapCorrector:
     if isinstance(factory, type) and issubclass(factory, GapCorrector):
         return factory.from_spec(rest, **params)
     return factory(rest, **params)  # a plugin's ``factory(rest, **options)``
-
-
-def corrector_from_dict(d: dict[str, Any]) -> GapCorrector:
-    """Rebuild a fitted corrector from its manifest entry (``to_dict()`` output)."""
-    name = d.get("name") if isinstance(d, dict) else None
-    if not name:
-        raise InputError("gap corrector entry without a 'name'", item="gap")
-    if name == "chain":
-        from .chain import Chain
-
-        return Chain.from_dict(d)
-    factory = gap_correctors.factory(name)
-    cls = factory if isinstance(factory, type) and issubclass(factory, GapCorrector) else type(factory(""))
-    return cls.from_dict(d)
 
 
 def list_gap_correctors() -> dict[str, str]:

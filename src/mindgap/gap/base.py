@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InputError, NotFittedError, SpecError
+from ..registry import gap_correctors
 from ..types import Modality
 
 
@@ -87,6 +88,23 @@ class FitData:
         return sel if len(sel) >= max(1, min_rows) else None
 
 
+#: Correctors made of other correctors (``chain``), by name. They register themselves
+#: (``class Chain(GapCorrector, composite=True)``), so this module imports none of them.
+_COMPOSITES: dict[str, type] = {}
+
+
+def corrector_from_dict(d: dict[str, Any]) -> "GapCorrector":
+    """Rebuild a fitted corrector from its manifest entry (``to_dict()`` output)."""
+    name = d.get("name") if isinstance(d, dict) else None
+    if not name:
+        raise InputError("gap corrector entry without a 'name'", item="gap")
+    if name in _COMPOSITES:
+        return _COMPOSITES[name].from_dict(d)
+    factory = gap_correctors.factory(name)
+    cls = factory if isinstance(factory, type) and issubclass(factory, GapCorrector) else type(factory(""))
+    return cls.from_dict(d)
+
+
 class GapCorrector:
     """Base class: identity everywhere. Subclasses override what they change."""
 
@@ -99,6 +117,11 @@ class GapCorrector:
     uses_query_text: ClassVar[bool] = False
     #: the hyper-parameter a bare word in a spec sets (``linear:procrustes`` → ``kind``)
     spec_positional: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, composite: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if composite:
+            _COMPOSITES[cls.name] = cls
 
     @classmethod
     def from_spec(cls, rest: str = "", **params: Any) -> "GapCorrector":
@@ -227,8 +250,6 @@ def _from_jsonable(v: Any) -> Any:
         raw = np.frombuffer(base64.b64decode(v["__ndarray_b64__"]), dtype=dt)
         return raw.reshape(v.get("shape", [-1])).astype(dt.newbyteorder("="))
     if isinstance(v, dict) and "name" in v and "params" in v and "state" in v:
-        from . import corrector_from_dict
-
         return corrector_from_dict(v)
     if isinstance(v, dict):
         return {k: _from_jsonable(x) for k, x in v.items()}

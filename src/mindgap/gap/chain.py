@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..types import Modality
-from .base import FitData, GapCorrector
+from .base import FitData, GapCorrector, corrector_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _overrides(step: GapCorrector, hook: str) -> bool:
     return getattr(type(step), hook) is not getattr(GapCorrector, hook)
 
 
-class Chain(GapCorrector):
+class Chain(GapCorrector, composite=True):
     """Several correctors applied as one (see the module docstring for the semantics).
 
     Args:
@@ -128,8 +128,6 @@ class Chain(GapCorrector):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Chain":
-        from . import corrector_from_dict
-
         steps = d.get("steps")
         if not isinstance(steps, list) or not steps:
             raise InputError("gap-corrector chain entry without 'steps'", item="gap")

@@ -13,20 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..eval.reports import md_table, plt, write_json
+from ..eval.plots import plt, save_figure
+from ..eval.reports import md_table, write_json
 from .markers import COLORS, MARKERS
-
-_PNG_META = {"Software": None}
 
 
 def _label(row: dict[str, Any]) -> str:
     return f"{row['prompt']} ({row['color']})" if row.get("color") else row["prompt"]
-
-
-def _save(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata=_PNG_META)
-    plt().close(fig)
 
 
 def plot_grounding(res: dict[str, Any], path: Path) -> None:
@@ -56,7 +49,7 @@ def plot_grounding(res: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=6, loc="lower right")
     fig.suptitle(f"grounding with visual prompts — {res['encoder']}", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_gallery(cfg: Any, path: Path) -> None:
@@ -82,7 +75,7 @@ def write_gallery(cfg: Any, path: Path) -> None:
     ax.set_yticks([])
     ax.set_title(f"prompts for {case.phrase!r}", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_examples(encoder: Any, cfg: Any, path: Path, n: int = 6) -> list[dict[str, Any]]:
@@ -104,7 +97,7 @@ def write_examples(encoder: Any, cfg: Any, path: Path, n: int = 6) -> list[dict[
         ax.set_title(f"{c.phrase}\n{'correct' if ok else 'wrong'}", fontsize=7, color="green" if ok else "red")
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return out
 
 
@@ -235,21 +228,4 @@ def write_bench_outputs(res: dict[str, Any], out: Path, cfg: Any, encoder: Any =
     return files
 
 
-def rerender(results_json: Path, out: Path, notes: str | None = None) -> dict[str, Any]:
-    """Rebuild ``report.md`` and the plots from a saved ``results.json`` (no encoder, no re-measuring)."""
-    import json
-
-    from ..errors import InputError
-    from .benchmark import PromptBenchConfig
-
-    try:
-        res = json.loads(Path(results_json).read_text(encoding="utf-8"))
-        conf = {k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()}
-        cfg = PromptBenchConfig(**conf)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"not a prompt-bench results file ({exc})", item=str(results_json)) from None
-    write_bench_outputs(res, Path(out), cfg, None, notes)
-    return res
-
-
-__all__ = ["rerender", "write_bench_outputs", "bench_markdown", "plot_grounding", "write_gallery", "write_examples"]
+__all__ = ["write_bench_outputs", "bench_markdown", "plot_grounding", "write_gallery", "write_examples"]

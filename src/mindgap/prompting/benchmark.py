@@ -334,6 +334,22 @@ def run_prompt_bench(encoder: Any, cfg: PromptBenchConfig | None = None, out_dir
     return res
 
 
+def rerender(results_json: Path, out: Path, notes: str | None = None) -> dict[str, Any]:
+    """Rebuild ``report.md`` and the plots from a saved ``results.json`` (no encoder, no re-measuring)."""
+    import json
+
+    from .bench_report import write_bench_outputs
+
+    try:
+        res = json.loads(Path(results_json).read_text(encoding="utf-8"))
+        conf = {k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()}
+        cfg = PromptBenchConfig(**conf)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a prompt-bench results file ({exc})", item=str(results_json)) from None
+    write_bench_outputs(res, Path(out), cfg, None, notes)
+    return res
+
+
 __all__ = ["PromptBenchConfig", "GroundingItem", "evaluate_grounding", "synthetic_items", "mosaic_items",
-           "zeroshot_synthetic", "zeroshot_flickr", "flickr_labels", "moderation_benign", "run_prompt_bench",
+           "zeroshot_synthetic", "zeroshot_flickr", "flickr_labels", "moderation_benign", "run_prompt_bench", "rerender",
            "FLICKR_CLASSES", "ci95"]
