@@ -24,3 +24,14 @@ def test_cli_embed_prints_no_loading_bar(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "Loading weights" not in p.stderr and "%|" not in p.stderr
+
+
+def test_local_llm_load_prints_no_loading_bar():
+    """The local generator reads its converted weights from the cache: no "Loading weights"
+    bar (eval-rag and caption runs printed one per process)."""
+    code = ("from mindgap.rag.generators import load_generator; g = load_generator('local:smollm2'); g.load(); "
+            "print(g.load_source)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "cache"  # the installer converts it once
+    assert "Loading weights" not in p.stderr and "%|" not in p.stderr

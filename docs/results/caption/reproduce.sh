@@ -41,9 +41,9 @@ $MG caption fit --data $D --split val --images calib --kind procrustes --out $R/
 $PY - <<'PY' > $R/train200-ids.txt
 import random
 from mindgap.datasets import load_caption_set
-from mindgap.encoders.dual import resolve_model_dir
+from mindgap.encoders.dual import DEFAULT_OFFLINE_MODEL, resolve_model_dir
 from mindgap.encoders.dual_model import DualEncoderModel
-cfg = DualEncoderModel.read_config(resolve_model_dir("flickr8k-small"))
+cfg = DualEncoderModel.read_config(resolve_model_dir(DEFAULT_OFFLINE_MODEL))
 val = {r.image_id for r in load_caption_set("flickr8k_224", split="val")}
 tr = [t for t in sorted(cfg["training"]["data"]["train_images"]) if t in val]
 random.Random(0).shuffle(tr)

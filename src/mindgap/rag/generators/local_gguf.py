@@ -157,8 +157,11 @@ class LocalGGUFGenerator:
         cache = _cache_dir(self.path)
         if self.use_cache and (cache / "config.json").is_file():
             try:
-                self._tok = AutoTokenizer.from_pretrained(cache)
-                self._model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32).eval()
+                from ...progress import quiet_model_loading
+
+                with quiet_model_loading():  # a local read: no "Loading weights" bar
+                    self._tok = AutoTokenizer.from_pretrained(cache)
+                    self._model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32).eval()
                 self.load_source = "cache"
                 return
             except Exception as exc:  # noqa: BLE001 - a broken cache is rebuilt
