@@ -179,6 +179,10 @@ def test_cli_fit_gap_out_and_fuse(synth, tmp_path, capsys, monkeypatch):
     out = tmp_path / "corr.json"
     assert main(["fit-gap", str(synth.path), "--gap", "quota", "--out", str(out)]) == 0, capsys.readouterr().err
     capsys.readouterr()
+    bad = tmp_path / "center.json"
+    assert main(["fit-gap", str(synth.path), "--gap", "center", "--out", str(bad)]) == 2
+    assert "changes embeddings" in capsys.readouterr().err and not bad.exists()
+    assert "center" not in json.loads((synth.path / "manifest.json").read_text())["gap"]  # refused before fitting
     saved = json.loads(out.read_text())
     assert saved["corrector"]["name"] == "quota" and saved["encoder"] == {"spec": "synthetic", "dim": 32}
     req = tmp_path / "req.json"

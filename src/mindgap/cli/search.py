@@ -203,6 +203,10 @@ def register(app: typer.Typer) -> None:
         if pairs is not None and pseudo is not None:
             raise InputError("give --pairs or --pseudo, not both", item="--pairs")
         needs = make_corrector(gap).needs_pairs
+        if out_file is not None:  # a corrector that moves embeddings cannot travel: refuse before fitting
+            from ..gap.portable import _check_portable
+
+            _check_portable(make_corrector(gap))
         if needs and pairs is None and pseudo is None:
             raise InputError(f"{gap!r} is fitted on (query, gold) pairs: give --pairs FILE or --pseudo QUERIES",
                              item="--pairs")
