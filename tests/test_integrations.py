@@ -135,3 +135,30 @@ def test_extras_are_declared_and_in_dev():
     assert re.search(r'^langchain = \["langchain-core', py, re.M)
     dev = re.search(r"^dev = \[(.*?)\]$", py, re.S | re.M).group(1)
     assert "mindgap[llamaindex,langchain]" in dev
+
+
+def test_readme_integration_snippets_run(tmp_path, monkeypatch, shared_data, offline_encoder, capsys):
+    """The README's Python snippets (fuse, LlamaIndex, LangChain) run as written, from a folder
+    beside the shared data, with runs/corrector.json = the format doc's example corrector."""
+    import json
+    import re
+    from pathlib import Path
+
+    from mindgap import encoders
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- readme-integration-snippet -->\s*```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 3
+    doc = (root / "docs" / "corrector-format.md").read_text(encoding="utf-8")
+    example = re.search(r"<!-- example-corrector -->\s*```json\n(.*?)```", doc, re.S).group(1)
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    (work / "runs" / "corrector.json").write_text(json.dumps(json.loads(example)))
+    (tmp_path / "shared").symlink_to(shared_data.parent)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(encoders, "load_encoder", lambda spec, *a, **k: offline_encoder)  # loaded once per session
+    for b in blocks:
+        exec(compile(b, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "ImageNode" in out and "TextNode" in out and "image" in out and "text" in out
