@@ -162,3 +162,18 @@ def test_readme_integration_snippets_run(tmp_path, monkeypatch, shared_data, off
         exec(compile(b, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "ImageNode" in out and "TextNode" in out and "image" in out and "text" in out
+
+
+def test_committed_comparison_meets_the_target():
+    """docs/results/integrations/results.json (reproduce.sh): the adapter is at least as good as
+    LlamaIndex's fixed quotas on both@10, on the full 2,000-query benchmark."""
+    import json
+    from pathlib import Path
+
+    s = json.loads((Path(__file__).resolve().parents[1] / "docs/results/integrations/results.json").read_text())
+    assert s["queries"] == 2000 and s["corpus"] == {"text": 1000, "image": 1000}
+    quota = s["systems"]["LlamaIndex fixed quota (5 text + 5 image)"]
+    for name, m in s["systems"].items():
+        if name.startswith("mindgap adapter"):
+            assert m["both@10"] >= quota["both@10"], name
+            assert m["results_per_query"] == 10
