@@ -460,10 +460,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="only re-measure the goal ratios (scan/bandwidth, zscore/naive) at N items, 5 rounds")
     ap.add_argument("--append", action="store_true",
                     help="add to an existing --out (other sizes / a backend killed for time / ingestion)")
+    ap.add_argument("--hybrid", action="store_true",
+                    help="hybrid (BM25 + dense, calibrated fusion) vs. dense latency and the lexical index build "
+                         "cost at --sizes (default 10000,100000); writes --out and its .md (search_hybrid.py)")
     ap.add_argument("--gap-overhead", action="store_true",
                     help="only time calibrated / zscore vs naive search at --sizes (default here 10000,100000) "
                          "and write --out")
     args = ap.parse_args(argv)
+    if args.hybrid:  # issue 15: hybrid vs. dense latency + lexical index build cost (search_hybrid.py)
+        import search_hybrid
+
+        if args.sizes == ap.get_default("sizes"):
+            args.sizes = "10000,100000"
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
+        res = {"env": environment(), "hybrid_overhead": search_hybrid.hybrid_overhead(base_embeddings(), args)}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+        Path(args.out).with_suffix(".md").write_text(search_hybrid.markdown(res))
+        return 0
     if args.gap_overhead:
         if args.sizes == ap.get_default("sizes"):
             args.sizes = "10000,100000"

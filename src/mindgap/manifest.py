@@ -33,6 +33,8 @@ class Manifest:
         gap: fitted gap correctors, name → ``to_dict()``.
         default_gap: corrector used when a search names none.
         sources: what was ingested (paths / kinds), for the record.
+        lexical: the lexical side index for hybrid search (library, version, indexed fields,
+            folder, fitted fusion weights), ``None`` when the store has none (:mod:`mindgap.lexical`).
     """
 
     encoder_spec: str
@@ -43,6 +45,7 @@ class Manifest:
     gap: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_gap: str = "naive"
     sources: list[str] = field(default_factory=list)
+    lexical: dict[str, Any] | None = None
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     version: int = MANIFEST_VERSION

@@ -90,6 +90,7 @@ class Retriever:
         self._gaps: dict[str, GapCorrector] = {}
         self._item_cache: dict[tuple[str, str], tuple[int, list[str], np.ndarray]] = {}
         self._lock = threading.RLock()
+        self._lex: Any = None
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -220,6 +221,7 @@ class Retriever:
         if keep:
             fresh = [items[i] for i in keep]
             self.store.add(fresh, np.asarray(vectors)[keep])
+            self.lexical_added(fresh)
             for it in fresh:
                 report.added[it.modality.value] += 1
             self._item_cache.clear()
@@ -247,6 +249,8 @@ class Retriever:
         ids = list(ids)
         n = self.store.delete(ids)
         self._item_cache.clear()
+        if n and self._lexical_enabled():
+            self.lexical_index(sync=False).delete(ids)  # store first, index second: a kill between is synced on open
         m = self.store.manifest
         if log and n and m is not None:
             shown = ", ".join(ids[:5]) + (f", … (+{len(ids) - 5})" if len(ids) > 5 else "")
@@ -254,6 +258,65 @@ class Retriever:
             m.sources.append(f"{DELETED_PREFIX}{when}:{n} item(s): {shown}")
             self.store.save_manifest(m)
         return n
+
+    # -- the lexical side index (hybrid search, :mod:`mindgap.lexical`) ----------------------
+    def _lexical_enabled(self) -> bool:
+        m = self.store.manifest
+        return self._lex is not None or (m is not None and m.lexical is not None)
+
+    def enable_lexical(self, fields: Sequence[str] | None = None) -> Any:
+        """Build (or open) the store's lexical side index and record it in the manifest.
+
+        Args:
+            fields: metadata fields to index besides the defaults (title, caption, alt text, ...);
+                ``None`` keeps the recorded ones.
+        """
+        from .lexical import LexicalIndex, lexical_dir
+
+        with self._lock:
+            m = self.manifest
+            rec = dict(m.lexical or {})
+            want = list(rec.get("fields") or []) if fields is None else [str(f) for f in fields]
+            if self._lex is not None and self._lex.fields == want:
+                return self._lex
+            lex = LexicalIndex(lexical_dir(self.store.uri), want)
+            if rec and list(rec.get("fields") or []) != want:  # other fields: re-derive every entry
+                lex.delete(lex.ids())
+            lex.sync(self.store)
+            rec.update(lex.info())
+            m.lexical = rec
+            self.store.save_manifest(m)
+            self._lex = lex
+            return lex
+
+    def lexical_index(self, *, sync: bool = True) -> Any:
+        """The store's lexical side index (built from the committed items on first use), in step
+        with the vectors when ``sync`` (a count check; an id diff when the counts differ)."""
+        lex = self._lex if self._lex is not None else self.enable_lexical()
+        if sync:
+            lex.sync(self.store)
+        return lex
+
+    def lexical_added(self, items: Sequence[Item]) -> None:
+        """Called after a committed ``store.add``: index the batch when the store has a lexical index."""
+        if items and self._lexical_enabled():
+            self.lexical_index(sync=False).add(items)
+
+    def fusion_model(self) -> Any:
+        """The hybrid fusion weights recorded for this store (:class:`mindgap.hybrid.FusionModel`),
+        else :data:`mindgap.hybrid.DEFAULT_FUSION`."""
+        from .hybrid import DEFAULT_FUSION, FusionModel
+
+        m = self.store.manifest
+        rec = (m.lexical or {}).get("fusion") if m is not None else None
+        return FusionModel.from_dict(rec or DEFAULT_FUSION)
+
+    def save_fusion_model(self, model: Any) -> None:
+        """Record fitted hybrid fusion weights in the manifest (:func:`mindgap.hybrid.fit_fusion`)."""
+        self.enable_lexical()
+        m = self.manifest
+        m.lexical = {**(m.lexical or {}), "fusion": model.to_dict()}
+        self.store.save_manifest(m)
 
     # -- queries ----------------------------------------------------------------------------
     def embed_query(self, text: str | None = None, image: Any = None) -> tuple[np.ndarray, Modality]:
@@ -304,7 +367,7 @@ class Retriever:
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
                        k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
                        fetch: bool = True, texts: Sequence[str] | None = None,
-                       min_prob: float | None = None) -> list[list[Hit]]:
+                       min_prob: float | None = None, hybrid: bool | str | None = None) -> list[list[Hit]]:
         """Gap-corrected exact top-k for a batch of query embeddings.
 
         Per modality: top-k by cosine (the store's index, or a scan of transformed vectors
@@ -312,6 +375,9 @@ class Retriever:
         ``texts`` (the query strings) reach correctors that route on text (``modal-clf:bert``).
         ``min_prob`` drops candidates whose P(relevant) is below it (probability correctors
         such as ``calibrated`` only): "nothing here is likely relevant" becomes an empty list.
+        ``hybrid`` (``True`` = ``"calibrated"``, or a peer rule ``weighted``/``rrf``/``minmax``/``dbsf``/
+        ``lexical``) adds BM25 evidence from the store's lexical side index to text queries (``texts``
+        needed; :mod:`mindgap.hybrid`); image queries carry no words and search dense only.
         """
         from .stores.base import topk_rows
 
@@ -324,6 +390,15 @@ class Retriever:
         if min_prob is not None and not getattr(corr, "gives_probability", False):
             raise InputError(f"min_prob needs a probability corrector (e.g. calibrated); {gap_name!r} gives scores, "
                              "not probabilities", item="min_prob")
+        from .hybrid import hybrid_search, parse_rule
+
+        rule = parse_rule(hybrid)
+        if rule is not None and qmod == Modality.TEXT:
+            out = hybrid_search(self, q, qmod, texts, k=int(k), rule=rule, gap_name=gap_name, corr=corr,
+                                modality=modality, min_prob=min_prob)
+            if fetch:
+                self._fill(out, q, qmod, corr)
+            return out
         depth = max(int(k), int(getattr(corr, "list_depth", None) or 0))  # list-level correctors score a fixed depth
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)
         routes = corr.route(q, qmod, texts=texts) if getattr(corr, "uses_query_text", False) else corr.route(q, qmod)
@@ -389,22 +464,25 @@ class Retriever:
                     h.cosine = float(q[qi] @ vec[h.id])
 
     def search(self, text: str | None = None, *, image: Any = None, k: int = 10, gap: str | None = None,
-               modality: Modality | str | None = None, min_prob: float | None = None) -> list[Hit]:
-        """Search with one text or image query. See :meth:`search_vectors`."""
+               modality: Modality | str | None = None, min_prob: float | None = None,
+               hybrid: bool | str | None = None) -> list[Hit]:
+        """Search with one text or image query. See :meth:`search_vectors` (``hybrid``: add BM25 evidence)."""
         q, qmod = self.embed_query(text, image)
         texts = [str(text)] if qmod == Modality.TEXT else None
-        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts, min_prob=min_prob)[0]
+        return self.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts, min_prob=min_prob,
+                                   hybrid=hybrid)[0]
 
     def search_many(self, texts: Sequence[str], *, k: int = 10, gap: str | None = None,
                     modality: Modality | str | None = None, batch_size: int = 256,
-                    min_prob: float | None = None) -> list[list[Hit]]:
-        """Batched text queries (encoder and store both batched)."""
+                    min_prob: float | None = None, hybrid: bool | str | None = None) -> list[list[Hit]]:
+        """Batched text queries (encoder and store both batched); ``hybrid`` as in :meth:`search_vectors`."""
         check_unicode(list(texts), "queries")
         out: list[list[Hit]] = []
         for s in range(0, len(texts), batch_size):
             q = self.encoder.encode_text(list(texts[s : s + batch_size]), show_progress=False)
             out.extend(self.search_vectors(q, Modality.TEXT, k=k, gap=gap, modality=modality,
-                                           texts=list(texts[s : s + batch_size]), min_prob=min_prob))
+                                           texts=list(texts[s : s + batch_size]), min_prob=min_prob,
+                                           hybrid=hybrid))
         return out
 
     def search_many_images(self, images: Sequence[Any], *, k: int = 10, gap: str | None = None,

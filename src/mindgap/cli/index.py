@@ -149,6 +149,13 @@ def register(app: typer.Typer) -> None:
                                       help="Fit the label-free gap corrector 'auto' (calibrated, pseudo queries from "
                                            "the store's own texts) and make it the default, so searches return both "
                                            "modalities (`--gap naive`: raw cosine)."),
+        lexical: bool = typer.Option(False, "--lexical",
+                                     help="Keep a lexical (BM25) side index for `search --hybrid` in step with "
+                                          "this ingestion (otherwise built on the first hybrid search)."),
+        lexical_fields: str = typer.Option(None, "--lexical-fields",
+                                           help="Comma-separated metadata fields the lexical index also covers "
+                                                "(besides text, title, caption(s), alt(_text), name, filename, "
+                                                "description and file-name words)."),
         show_skipped: int = typer.Option(20, "--show-skipped", help="Skipped items listed in the summary."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
@@ -175,6 +182,9 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"this store embeds passages with text mode {m.text_mode!r}; it cannot take "
                                  f"{text_mode!r} (build a new store for the ablation)", item="--text-mode")
             retr = make_retriever(st, encoder, text_mode=text_mode or "sentences")
+            if lexical or lexical_fields is not None:
+                fields = [f.strip() for f in (lexical_fields or "").split(",") if f.strip()]
+                retr.enable_lexical(fields if lexical_fields is not None else None)
             rep = retr.index_source(source, append=append, kind=kind, split=split, limit=limit, tables=tables,
                                     captions_as_text=captions_as_text, batch_size=batch_size,
                                     progress=not no_progress, workers=workers)

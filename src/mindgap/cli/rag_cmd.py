@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
         store: str = typer.Option(None, "--store", help="Store URI; the MMQA slice is indexed into it if missing."),
         gaps: str = typer.Option("w/o-rag,naive,zscore,modal-clf,extractive:naive,extractive:zscore,extractive:modal-clf",
                                  "--gaps",
-                                 help="Settings: w/o-rag, gap specs, extractive:<gap>."),
+                                 help="Settings: w/o-rag, gap specs, extractive:<gap>, hybrid:<gap> (BM25 evidence "
+                                      "fused in), extractive:hybrid:<gap>."),
         generator: str = typer.Option("local:smollm2", "--generator", "-g", help=GEN_HELP),
         template: str = typer.Option("paper", "--template", help="paper, short or a template file."),
         k: int = typer.Option(10, "-k", "--k"),

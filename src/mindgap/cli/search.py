@@ -86,13 +86,13 @@ def hits_table(title: str, hits: list[Any], snippet: int, width: int | None = No
 
 
 def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: str | None, modality: str | None,
-                    batch_size: int, min_prob: float | None = None) -> list[list[Any]]:
+                    batch_size: int, min_prob: float | None = None, hybrid: str | None = None) -> list[list[Any]]:
     """Text queries through ``Retriever.search_many``, image queries through ``search_many_images``."""
     res: list[list[Any] | None] = [None] * len(queries)
     ti = [i for i, q in enumerate(queries) if "text" in q]
     if ti:
         for i, hits in zip(ti, retr.search_many([queries[i]["text"] for i in ti], k=k, gap=gap, modality=modality,
-                                                batch_size=batch_size, min_prob=min_prob)):
+                                                batch_size=batch_size, min_prob=min_prob, hybrid=hybrid)):
             res[i] = hits
     ii = [i for i, q in enumerate(queries) if "image" in q]
     if ii:
@@ -122,6 +122,14 @@ def register(app: typer.Typer) -> None:
                                        help="Drop results whose calibrated P(relevant) is below this (probability "
                                             "correctors: calibrated, the default 'auto'); none left = nothing in the "
                                             "store is likely relevant."),
+        hybrid: bool = typer.Option(False, "--hybrid",
+                                    help="Add BM25 evidence from the store's lexical side index (built from the "
+                                         "stored texts, titles, captions, alt text and file names on first use) to "
+                                         "text queries, fused into one calibrated P(relevant); an item with no text "
+                                         "keeps its dense probability."),
+        fusion: str = typer.Option("calibrated", "--fusion",
+                                   help="--hybrid fusion rule: calibrated (default), or a peer rule for comparison: "
+                                        "weighted (0.7 dense / 0.3 BM25), rrf, minmax, dbsf, lexical (BM25 only)."),
         json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Gap-corrected exact top-k over a mixed text + image store.
@@ -135,21 +143,29 @@ def register(app: typer.Typer) -> None:
         given = [x for x in (query, image, queries) if x is not None]
         if len(given) != 1:
             raise InputError("give exactly one of: a query text, --image FILE, --queries FILE", item="query")
+        from ..hybrid import parse_rule
+
+        rule = parse_rule(fusion) if hybrid else None
+        if hybrid and rule is None:
+            raise InputError("--fusion must name a hybrid rule (calibrated, weighted, rrf, minmax, dbsf, lexical)",
+                             item="fusion")
         st = open_existing_store(store)
         try:
             retr = make_retriever(st, encoder)
             gap_name = retr.gap_name(gap)
             if queries is None:
                 hits = retr.search(query, image=str(image) if image is not None else None, k=k, gap=gap,
-                                   modality=modality, min_prob=min_prob)
+                                   modality=modality, min_prob=min_prob, hybrid=rule)
                 if json_out:
                     print_json({"query": query, "image": str(image) if image else None, "gap": gap_name, "k": k,
-                                "hits": [h.to_dict() for h in hits]})
+                                "hybrid": rule, "hits": [h.to_dict() for h in hits]})
                 else:
-                    console.print(hits_table(f"{escape(query or str(image))!s} — gap {gap_name}", hits, snippet))
+                    console.print(hits_table(f"{escape(query or str(image))!s} — gap {gap_name}"
+                                             + (f", hybrid {rule}" if rule else ""), hits, snippet))
                 return
             qs = read_queries(queries)
-            res = _search_batched(retr, qs, k=k, gap=gap, modality=modality, batch_size=batch_size, min_prob=min_prob)
+            res = _search_batched(retr, qs, k=k, gap=gap, modality=modality, batch_size=batch_size, min_prob=min_prob,
+                                  hybrid=rule)
         finally:
             st.close()
         recs = [{**q, "gap": gap_name, "k": k, "hits": [h.to_dict() for h in hits]} for q, hits in zip(qs, res)]

@@ -123,6 +123,7 @@ def run_index(retr: Retriever, items: Iterable[Item | tuple[str, str]], *, batch
                 # ids were checked when the batch was formed; stores take one writer at a time,
                 # so every one of them is new here
                 retr.store.add(good, vecs)
+                retr.lexical_added(good)  # the side index follows the committed batch (a no-op without one)
                 for it in good:
                     report.added[it.modality.value] += 1
         bar.set_postfix_str(f"text {report.added['text']} image {report.added['image']} "

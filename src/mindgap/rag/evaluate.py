@@ -127,6 +127,7 @@ class Setting:
     name: str
     gap: str | None
     extractive: bool = False
+    hybrid: bool = False  # ``hybrid:<gap>``: BM25 evidence fused in (mindgap.hybrid, the store's lexical index)
 
     @classmethod
     def parse(cls, spec: str) -> "Setting":
@@ -135,12 +136,12 @@ class Setting:
             raise InputError("empty setting in --gaps", item="gaps")
         if s.lower() in NO_RAG:
             return cls("w/o-rag", None)
-        if s.startswith("extractive:"):
-            gap = s.split(":", 1)[1].strip()
-            if not gap or gap.lower() in NO_RAG:
-                raise InputError("extractive needs retrieval: extractive:<gap>", item="gaps")
-            return cls(s, gap, extractive=True)
-        return cls(s, s)
+        rest, extractive = (s.split(":", 1)[1].strip(), True) if s.startswith("extractive:") else (s, False)
+        hybrid = rest.startswith("hybrid:")
+        gap = rest.split(":", 1)[1].strip() if hybrid else rest
+        if not gap or gap.lower() in NO_RAG:
+            raise InputError("extractive / hybrid need retrieval: extractive:<gap>, hybrid:<gap>", item="gaps")
+        return cls(s, gap, extractive=extractive, hybrid=hybrid)
 
 
 def mmqa_questions(data: str | Path = "mmqa") -> list[dict[str, Any]]:
@@ -258,7 +259,7 @@ def run_eval_rag(store: Any, *, data: str | Path = "mmqa", settings: Sequence[st
         if s.gap and s.gap not in fitted:
             continue
         hits = [None] * len(evalq) if s.gap is None else retr.search_many([q["question"] for q in evalq], k=k,
-                                                                          gap=fitted[s.gap])
+                                                                          gap=fitted[s.gap], hybrid=s.hybrid or None)
         it = zip(evalq, hits)
         if progress:
             from tqdm.auto import tqdm

@@ -131,13 +131,17 @@ MIN_PROB_HELP = ("Drop results whose calibrated P(relevant) is below this (proba
 
 
 def _search_locked(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
-                   text: Optional[str], min_prob: Optional[float] = None) -> list:
-    # the query string reaches correctors that route on text (modal-clf)
+                   text: Optional[str], min_prob: Optional[float] = None, hybrid: bool = False) -> list:
+    # the query string reaches correctors that route on text (modal-clf) and the lexical index (hybrid)
     texts = [text] if text is not None else None
     with state.lock.read():
         return state.retriever.search_vectors(q, qmod, k=k, gap=gap, modality=modality, texts=texts,
-                                              min_prob=min_prob)[0]
+                                              min_prob=min_prob, hybrid=hybrid)[0]
 
+
+HYBRID_HELP = ("Add BM25 evidence from the store's lexical side index (titles, captions, passages, alt text, file "
+               "names) to a text query, fused into one calibrated P(relevant); items with no text keep their dense "
+               "probability. Image queries search dense only.")
 
 ASK_STREAM_HELP = ("With stream=true: `event: delta` / `data: {\"text\": ...}` for each piece of the answer "
                    "(joined, they are the answer), then `event: answer` with the whole AskResponse JSON, or "
@@ -200,9 +204,9 @@ async def _ask_stream(state: ServerState, answer: Any, timeout: Optional[float])
 
 
 async def run_search(state: ServerState, q: np.ndarray, qmod: Modality, k: int, gap: Optional[str], modality: Modal,
-                     text: Optional[str] = None, min_prob: Optional[float] = None) -> list:
+                     text: Optional[str] = None, min_prob: Optional[float] = None, hybrid: bool = False) -> list:
     w = state.workers
-    return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text, min_prob),
+    return await within(w.run(w.store, _search_locked, state, q, qmod, k, gap, modality, text, min_prob, hybrid),
                         state.config.timeout_s, "search")
 
 
@@ -354,7 +358,7 @@ def router(cfg: Any) -> APIRouter:
                 "cosine": np.round(sim, 6).tolist()}
 
     async def _search(state: ServerState, query: Optional[str], upload: Any, k: int, gap: Optional[str],
-                      modality: Modal, min_prob: Optional[float] = None) -> dict:
+                      modality: Modal, min_prob: Optional[float] = None, hybrid: bool = False) -> dict:
         retr = state.need_retriever()
         t0 = time.perf_counter()
         if upload is not None and query is not None and query.strip():
@@ -367,10 +371,12 @@ def router(cfg: Any) -> APIRouter:
                 raise InputError("give a query text or a query image", item="query")
             q = await embed_texts(state, _check_texts([query], "query"))
             qmod, qd = Modality.TEXT, {"modality": "text", "text": query}
-        hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None, min_prob)
+        hits = await run_search(state, q, qmod, k, gap, modality, query if qmod == Modality.TEXT else None, min_prob,
+                                hybrid)
         counts = {"text": sum(h.modality == Modality.TEXT for h in hits),
                   "image": sum(h.modality == Modality.IMAGE for h in hits)}
         return {"query": qd, "gap": retr.gap_name(gap), "k": k, "modality": modality, "min_prob": min_prob,
+                "hybrid": bool(hybrid and qmod == Modality.TEXT),
                 "hits": [hit_out(h) for h in hits], "counts": counts, "seconds": round(time.perf_counter() - t0, 5)}
 
     @r.get("/search", response_model=SearchResponse, tags=["search"])
@@ -379,9 +385,10 @@ def router(cfg: Any) -> APIRouter:
                          gap: Annotated[Optional[str], Query(max_length=200, description="naive, zscore, ...")] = None,
                          modality: Annotated[Modal, Query(description="Only this modality.")] = None,
                          min_prob: Annotated[Optional[float], Query(ge=0, le=1, description=MIN_PROB_HELP)] = None,
+                         hybrid: Annotated[bool, Query(description=HYBRID_HELP)] = False,
                          state: ServerState = Depends(get_state)) -> Any:
         """Text search over the mixed store with a gap corrector (default: the store's)."""
-        return await _search(state, query, None, k, gap, modality, min_prob)
+        return await _search(state, query, None, k, gap, modality, min_prob, hybrid)
 
     @r.post("/search", response_model=SearchResponse, tags=["search"])
     async def search_post(query: Annotated[Optional[str], Form(max_length=MAX_TEXT_CHARS)] = None,
@@ -390,9 +397,10 @@ def router(cfg: Any) -> APIRouter:
                           gap: Annotated[Optional[str], Form(max_length=200)] = None,
                           modality: Annotated[Modal, Form()] = None,
                           min_prob: Annotated[Optional[float], Form(ge=0, le=1, description=MIN_PROB_HELP)] = None,
+                          hybrid: Annotated[bool, Form(description=HYBRID_HELP)] = False,
                           state: ServerState = Depends(get_state)) -> Any:
         """Search with a text (``query``) or an image (``image`` upload), multipart or form-encoded."""
-        return await _search(state, query, image, k, gap, modality, min_prob)
+        return await _search(state, query, image, k, gap, modality, min_prob, hybrid)
 
     @r.post("/fuse", response_model=FuseResponse, response_model_exclude_none=True, tags=["search"])
     async def fuse_lists(body: FuseRequest, state: ServerState = Depends(get_state)) -> Any:

@@ -74,6 +74,7 @@ class SearchResponse(BaseModel):
     k: int
     modality: Literal["text", "image"] | None = None
     min_prob: float | None = Field(None, description="The P(relevant) cut-off applied, if any.")
+    hybrid: bool = Field(False, description="Whether BM25 evidence from the lexical side index was fused in.")
     hits: list[HitOut]
     counts: dict[str, int] = Field(description="Hits per modality in this result list.")
     seconds: float

@@ -106,7 +106,8 @@ function renderGapToggle() {
 
 // ---------------------------------------------------------------- search / ask
 function params() {
-  return { k: $("k").value, modality: $("modality").value, gap: state.gap, minProb: $("min-prob").value };
+  return { k: $("k").value, modality: $("modality").value, gap: state.gap, minProb: $("min-prob").value,
+           hybrid: $("hybrid").checked };
 }
 
 // the P(relevant) cut-off applies to probability correctors only (calibrated; 'auto' is one)
@@ -135,6 +136,7 @@ async function search(q) {
       if (p.gap) usp.set("gap", p.gap);
       if (p.modality) usp.set("modality", p.modality);
       if (p.minProb && givesProb(p.gap)) usp.set("min_prob", p.minProb);
+      if (p.hybrid) usp.set("hybrid", "true");
       data = await api("/search?" + usp.toString());
     }
     if (seq !== state.seq) return;
@@ -385,6 +387,7 @@ function wire() {
   $("k").addEventListener("change", rerun);
   $("modality").addEventListener("change", rerun);
   $("min-prob").addEventListener("change", rerun);
+  $("hybrid").addEventListener("change", rerun);
   const drop = $("drop"), file = $("file");
   drop.addEventListener("click", () => file.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); file.click(); } });

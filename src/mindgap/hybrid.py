@@ -1,0 +1,342 @@
+"""Hybrid lexical + dense search (issue 15): BM25 evidence fused through the calibrated layer.
+
+Per text query and item modality M the candidates are the union of the dense top ``depth``
+(the store's index) and the BM25 top ``lex_depth`` (:class:`~mindgap.lexical.LexicalIndex`).
+Every candidate gets its dense probability ``P_d`` from the probability corrector
+(``calibrated``, the store's ``auto``: the list posterior of METHODS §6, computed over the
+candidates' cosines). Then, rule ``calibrated`` (the default):
+
+* an item **with text**: ``P = σ(w_M · [logit P_d, s / s_max, log(1 + s)] + b_M)`` — ``s``
+  its BM25 score (``0`` when its text does not match), ``s_max`` the query's best BM25 score
+  over both modalities; ``w_M, b_M`` a logistic regression fitted per item modality on the
+  candidates of fitting queries (labelled: the benchmark's fit split; the model's held-out
+  calib captions) — :func:`fit_fusion`;
+* an item **without text** (a photo with no title, caption, alt text or file-name words):
+  its lexical signal is *missing*, not zero: ``P = P_d``, the dense probability, calibrated
+  on the same event, so it stays comparable with the texts' fused probability.
+
+With ``w = (1, 0, 0), b = 0`` the rule is the dense ranking itself, which is what a modality
+gets when it has too few fitting positives. Items are then ranked by ``P`` with the dense
+corrector's coverage term (``λ · log((S_j + ε)/(S_{j−1} + ε))`` over each modality's list by
+``P``), and ``min_prob`` cuts on ``P``.
+
+The peers' rules, on the same two lists (the dense list ranked by the dense corrector's score
+across modalities, the BM25 list across modalities; an item absent from a list contributes
+nothing, which is how they treat an image without text):
+
+* ``weighted`` — ``0.7 · minmax(dense) + 0.3 · minmax(BM25)`` (LanceDB's linear combination);
+* ``rrf`` — ``Σ 1 / (60 + rank)`` (Qdrant, LanceDB, Weaviate's ranked fusion);
+* ``minmax`` — ``minmax(dense) + minmax(BM25)`` (Weaviate's relative score fusion);
+* ``dbsf`` — each list normalised by ``(s − (μ − 3σ)) / 6σ``, clipped to [0, 1], summed (Qdrant);
+* ``lexical`` — BM25 alone (items that match, best first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .types import MODALITIES, Hit, Modality
+
+RULES = ("calibrated", "weighted", "rrf", "minmax", "dbsf", "lexical")
+#: BM25 candidates per modality added to the dense ones
+LEX_DEPTH = 50
+_EPS = 1e-6
+#: Fusion weights of a store that has none fitted: one fit over the fit candidates of both
+#: benchmarks (MMQA fit split, Flickr8k calib) with the label-free dense corrector ``auto`` that
+#: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
+#: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
+DEFAULT_FUSION: dict[str, Any] | None = {
+    "coef": {"text": [0.730671, 0.925378, 0.180782], "image": [0.379615, 1.106329, 1.501815]},
+    "intercept": {"text": -1.240031, "image": -3.622612},
+    "no_text": {"text": [1.0, 0.0], "image": [0.662248, -0.422629]},
+    "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
+}
+
+
+def parse_rule(hybrid: bool | str | None) -> str | None:
+    """``True`` / ``"calibrated"`` → ``"calibrated"``; a peer rule name; ``False``/``None`` → ``None``."""
+    if hybrid is None or hybrid is False:
+        return None
+    if hybrid is True:
+        return "calibrated"
+    rule = str(hybrid).strip().lower()
+    if rule in ("", "false", "0", "no", "off", "dense"):
+        return None
+    if rule in ("true", "1", "yes", "on", "hybrid"):
+        return "calibrated"
+    if rule not in RULES:
+        raise InputError(f"unknown hybrid rule {hybrid!r}; use one of: {', '.join(RULES)}", item="hybrid")
+    return rule
+
+
+@dataclass
+class FusionModel:
+    """Per item modality: for items with text, logistic weights on ``[logit P_d, s/s_max, log1p(s)]``
+    and an intercept; for items without text (a missing lexical signal), ``σ(a · logit P_d + b)``
+    — the dense evidence alone, recalibrated on the same candidates so the two stay comparable."""
+
+    coef: dict[str, list[float]] = field(default_factory=lambda: {m.value: [1.0, 0.0, 0.0] for m in MODALITIES})
+    intercept: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in MODALITIES})
+    no_text: dict[str, list[float]] = field(default_factory=lambda: {m.value: [1.0, 0.0] for m in MODALITIES})
+    fitted_on: str = "identity (dense only)"
+    positives: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef, "intercept": self.intercept, "no_text": self.no_text, "fitted_on": self.fitted_on,
+                "positives": self.positives}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "FusionModel":
+        if not d:
+            return cls()
+        return cls(coef={k: [float(x) for x in v] for k, v in d["coef"].items()},
+                   intercept={k: float(v) for k, v in d["intercept"].items()},
+                   no_text={k: [float(x) for x in v] for k, v in (d.get("no_text") or {}).items()}
+                   or {m.value: [1.0, 0.0] for m in MODALITIES},
+                   fitted_on=str(d.get("fitted_on", "")), positives=dict(d.get("positives") or {}))
+
+    def prob(self, m: Modality, p_dense: np.ndarray, bm25: np.ndarray, s_max: float) -> np.ndarray:
+        """Fused P for candidates of modality ``m``; NaN ``bm25`` (no text): the no-text model."""
+        x = features(p_dense, bm25, s_max)
+        w = np.asarray(self.coef.get(m.value, [1.0, 0.0, 0.0]), np.float64)
+        z = x @ w + float(self.intercept.get(m.value, 0.0))
+        a, b = self.no_text.get(m.value, [1.0, 0.0])
+        z = np.where(np.isnan(bm25), a * x[:, 0] + b, z)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def features(p_dense: np.ndarray, bm25: np.ndarray, s_max: float) -> np.ndarray:
+    p = np.clip(np.asarray(p_dense, np.float64), 1e-7, 1 - 1e-7)
+    s = np.nan_to_num(np.asarray(bm25, np.float64), nan=0.0)
+    rel = s / s_max if s_max > 0 else np.zeros_like(s)
+    return np.stack([np.log(p) - np.log1p(-p), rel, np.log1p(s)], axis=1)
+
+
+@dataclass
+class Candidates:
+    """One query's candidates over the modalities searched."""
+
+    ids: list[str]
+    modality: list[Modality]
+    cosine: np.ndarray
+    p_dense: np.ndarray  # the dense corrector's probability (its score when it gives none)
+    dense_score: np.ndarray  # the dense corrector's ranking score
+    in_dense: np.ndarray  # bool: in the dense top depth
+    bm25: np.ndarray  # NaN = the item carries no text (missing); 0 = has text, no match
+    s_max: float
+
+
+def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, gap_name: str, corr: Any,
+           depth: int, mods: Sequence[Modality], lex_depth: int = LEX_DEPTH) -> list[Candidates]:
+    """Dense + lexical candidates of each query (``q`` rows, ``texts`` their strings)."""
+    from .stores.base import topk_rows
+
+    lex = retr.lexical_index(sync=True)
+    no_text = lex.no_text_ids()
+    per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm")} for _ in q]
+    lex_hits = [{m: dict(lex.search(t, lex_depth, m)) for m in mods} for t in texts]
+    for m in mods:
+        if retr.store.count(m) == 0:
+            continue
+        qm = corr.prepare_query(q, qmod, m)
+        if corr.transforms_items:
+            ids, mat = retr._items_matrix(corr, gap_name, m)
+            idx, vals = topk_rows(qm @ mat.T, depth)
+            res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+        else:
+            res = retr.store.search(qm, depth, m)
+        in_dense = [{i for i, _ in r} for r in res]
+        extra_ids = sorted({i for qi in range(len(q)) for i in lex_hits[qi][m] if i not in in_dense[qi]})
+        got, emat = retr.store.vectors(m, extra_ids) if extra_ids else ([], np.zeros((0, q.shape[1]), np.float32))
+        if corr.transforms_items and len(got):
+            emat = corr.transform_items(emat, m)
+        evec = dict(zip(got, emat))
+        for qi in range(len(q)):
+            dense = list(res[qi])
+            seen = in_dense[qi]
+            extra = [(i, float(qm[qi] @ evec[i])) for i in lex_hits[qi][m] if i not in seen and i in evec]
+            cands = sorted(dense + extra, key=lambda c: (-c[1], c[0]))
+            if not cands:
+                continue
+            sims = np.array([[s for _, s in cands]], np.float64)
+            ds = np.asarray(corr.score_query(sims, q[qi : qi + 1], qmod, m))[0]
+            pd = (np.asarray(corr.probability(sims, q[qi : qi + 1], qmod, m))[0]
+                  if getattr(corr, "gives_probability", False) else ds)
+            P = per[qi]
+            for j, (i, s) in enumerate(cands):
+                P["ids"].append(i)
+                P["mod"].append(m)
+                P["cos"].append(s)
+                P["pd"].append(float(pd[j]))
+                P["ds"].append(float(ds[j]))
+                P["ind"].append(i in seen)
+                P["bm"].append(lex_hits[qi][m].get(i, math.nan if i in no_text else 0.0))
+    out = []
+    for qi, P in enumerate(per):
+        s_max = max([s for m in mods for s in lex_hits[qi][m].values()], default=0.0)
+        out.append(Candidates(P["ids"], P["mod"], np.asarray(P["cos"], np.float64), np.asarray(P["pd"], np.float64),
+                              np.asarray(P["ds"], np.float64), np.asarray(P["ind"], bool),
+                              np.asarray(P["bm"], np.float64), float(s_max)))
+    return out
+
+
+def _minmax(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    if present.any():
+        v = x[present]
+        lo, hi = v.min(), v.max()
+        out[present] = (v - lo) / (hi - lo) if hi > lo else 1.0
+    return out
+
+
+def _dbsf(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    if present.any():
+        v = x[present]
+        mu, sd = v.mean(), v.std()
+        out[present] = np.clip((v - (mu - 3 * sd)) / (6 * sd), 0, 1) if sd > 0 else 0.5
+    return out
+
+
+def _ranks(x: np.ndarray, present: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+    r = np.full(len(x), np.inf)
+    idx = [j for j in np.flatnonzero(present)]
+    idx.sort(key=lambda j: (-x[j], ids[j]))
+    for rank, j in enumerate(idx, 1):
+        r[j] = rank
+    return r
+
+
+def fuse(c: Candidates, rule: str, model: FusionModel | None = None, *, coverage: float = 0.0,
+         eps: float = 0.01) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores for one query's candidates (higher first) and, for ``calibrated``, the probabilities."""
+    n = len(c.ids)
+    if n == 0:
+        return np.zeros(0), None
+    bm = np.nan_to_num(c.bm25, nan=0.0)
+    lex_present = bm > 0
+    if rule == "calibrated":
+        model = model or FusionModel()
+        P = np.zeros(n)
+        mods = np.array([m.value for m in c.modality])
+        for m in MODALITIES:
+            sel = mods == m.value
+            if sel.any():
+                P[sel] = model.prob(m, c.p_dense[sel], c.bm25[sel], c.s_max)
+        score = P.copy()
+        if coverage > 0:
+            for m in MODALITIES:
+                sel = np.flatnonzero(mods == m.value)
+                if len(sel):
+                    order = sel[np.argsort(-P[sel], kind="stable")]
+                    cum = np.cumsum(P[order])
+                    score[order] = P[order] + coverage * np.log((cum + eps) / (cum - P[order] + eps))
+        return score, P
+    if rule == "lexical":
+        return np.where(lex_present, bm, -np.inf), None
+    dense = c.dense_score
+    if rule == "rrf":
+        rd, rl = _ranks(dense, c.in_dense, c.ids), _ranks(bm, lex_present, c.ids)
+        return 1.0 / (60 + rd) + 1.0 / (60 + rl), None
+    if rule == "weighted":
+        return 0.7 * _minmax(dense, c.in_dense) + 0.3 * _minmax(bm, lex_present), None
+    if rule == "minmax":
+        return _minmax(dense, c.in_dense) + _minmax(bm, lex_present), None
+    if rule == "dbsf":
+        return _dbsf(dense, c.in_dense) + _dbsf(bm, lex_present), None
+    raise InputError(f"unknown hybrid rule {rule!r}; use one of: {', '.join(RULES)}", item="hybrid")
+
+
+def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None = None,
+              min_prob: float | None = None) -> list[Hit]:
+    """The top ``k`` candidates by ``score`` (ties by id) as hits."""
+    keep = [j for j in range(len(c.ids)) if np.isfinite(score[j])
+            and (min_prob is None or probs is None or probs[j] >= min_prob)]
+    keep.sort(key=lambda j: (-score[j], c.ids[j]))
+    mrank: dict[str, int] = {}
+    by_cos: dict[Modality, list[int]] = {}
+    for j in range(len(c.ids)):
+        by_cos.setdefault(c.modality[j], []).append(j)
+    for m, js in by_cos.items():
+        for r, j in enumerate(sorted(js, key=lambda j: (-c.cosine[j], c.ids[j])), 1):
+            mrank[c.ids[j]] = r
+    return [Hit(id=c.ids[j], modality=c.modality[j], cosine=float(c.cosine[j]), score=float(score[j]), rank=r + 1,
+                modality_rank=mrank[c.ids[j]]) for r, j in enumerate(keep[:k])]
+
+
+def fit_fusion(cands: Sequence[Candidates], relevant: Sequence[Sequence[str]], *, fitted_on: str,
+               min_pos: int = 3, l2: float = 1.0, pooled: bool = False) -> FusionModel:
+    """Fit the fusion on fitting queries' candidates (label: the candidate is in ``relevant``).
+
+    Per item modality: the with-text model on the candidates that carry text, the no-text model
+    on those that carry none. A part with fewer than ``min_pos`` positives keeps the identity
+    (the dense probability). ``pooled`` (the ablation): one with-text model for both
+    modalities, every item treated as carrying text (a missing signal read as a BM25 zero).
+    """
+    from .gap.calibrated import fit_logistic
+
+    model = FusionModel(fitted_on=fitted_on)
+    groups = [(None, list(MODALITIES))] if pooled else [(m, [m]) for m in MODALITIES]
+    for key, mods in groups:
+        for part in ("text", "no_text"):
+            if pooled and part == "no_text":
+                continue
+            X, y = [], []
+            for c, rel in zip(cands, relevant):
+                rs = set(rel)
+                sel = [j for j in range(len(c.ids)) if c.modality[j] in mods
+                       and (pooled or np.isnan(c.bm25[j]) == (part == "no_text"))]
+                if not sel:
+                    continue
+                bm = np.nan_to_num(c.bm25[sel], nan=0.0) if pooled else c.bm25[sel]
+                f = features(c.p_dense[sel], bm, c.s_max)
+                X.append(f if part == "text" else f[:, :1])
+                y.extend(float(c.ids[j] in rs) for j in sel)
+            npos = int(sum(y))
+            name = "all" if key is None else key.value
+            model.positives[name if part == "text" else f"{name} (no text)"] = npos
+            if npos < min_pos or npos == len(y):
+                continue
+            coef, b = fit_logistic(np.concatenate(X), np.asarray(y), l2=l2)
+            for m in mods:
+                if part == "text":
+                    model.coef[m.value] = [round(float(v), 6) for v in coef]
+                    model.intercept[m.value] = round(float(b), 6)
+                else:
+                    model.no_text[m.value] = [round(float(coef[0]), 6), round(float(b), 6)]
+    return model
+
+
+def hybrid_search(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str] | None, *, k: int, rule: str,
+                  gap_name: str, corr: Any, modality: Modality | str | None = None,
+                  min_prob: float | None = None) -> list[list[Hit]]:
+    """The retriever's hybrid path (``Retriever.search_vectors(..., hybrid=...)``)."""
+    if texts is None or len(texts) != len(q):
+        raise InputError("hybrid search needs the query text (lexical evidence); image queries search dense only",
+                         item="hybrid")
+    if min_prob is not None and rule != "calibrated":
+        raise InputError(f"min_prob needs the calibrated hybrid rule, not {rule!r}", item="min_prob")
+    if rule == "calibrated" and not getattr(corr, "gives_probability", False):
+        raise InputError(f"hybrid search fuses probabilities: use a probability corrector (calibrated, the store's "
+                         f"'auto'), not {gap_name!r}, or a peer rule (weighted, rrf, minmax, dbsf)", item="gap")
+    depth = max(int(k), int(getattr(corr, "list_depth", None) or 0), 20)
+    mods = [Modality.parse(modality)] if modality else list(MODALITIES)
+    cands = gather(retr, q, qmod, texts, gap_name=gap_name, corr=corr, depth=depth, mods=mods)
+    model = retr.fusion_model()
+    cov = float(getattr(corr, "coverage", 0.0) or 0.0)
+    eps = float(getattr(corr, "eps", 0.01) or 0.01)
+    out = []
+    for c in cands:
+        score, probs = fuse(c, rule, model, coverage=cov, eps=eps)
+        out.append(rank_hits(c, score, k, probs, min_prob))
+    return out
+
+
+__all__ = ["Candidates", "FusionModel", "RULES", "fit_fusion", "fuse", "gather", "hybrid_search", "parse_rule",
+           "rank_hits"]
