@@ -347,6 +347,164 @@ def gap_overhead(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> dict[
     return out
 
 
+def overhead_rounds(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> dict[str, Any]:
+    """zscore vs naive through ``Retriever.search_vectors`` (exact store, both modalities merged) at
+    each of ``--sizes``: ``--rounds`` rounds, each timing ``--round-singles`` single queries and
+    ``--round-batches`` batches of ``--batch`` with the two correctors *interleaved* call by call
+    (order alternating), so a change of load hits both sides alike.
+
+    Per round the overhead is median(zscore) / median(naive) − 1; the figure reported is the
+    median over rounds with its min–max and interquartile range. Also: the paired ratio of each
+    call to its neighbour (pooled over rounds), and zscore's extra work timed alone — the
+    ``score_query`` rescale on the same candidate lists (both correctors run the same store search).
+    """
+    from mindgap.types import Modality
+
+    out: dict[str, Any] = {"k": K, "batch": args.batch, "rounds": args.rounds, "singles_per_round": args.round_singles,
+                           "batches_per_round": args.round_batches, "sizes": {}}
+    gaps = ("naive", "zscore")
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        t0 = time.perf_counter()
+        items, vecs = make_corpus(base, n)
+        r = gap_retriever(items, vecs, q)
+        del items, vecs
+        gc.collect()
+        row: dict[str, Any] = {"setup_s": round(time.perf_counter() - t0, 1), "load_before": load_avg(), "rounds": []}
+        for g in gaps:
+            r.search_vectors(q[:2], k=K, gap=g, fetch=False)
+            r.search_vectors(q[: args.batch], k=K, gap=g, fetch=False)
+        pairs: dict[str, list[float]] = {"single": [], "batch": []}
+        qi = 0
+        for rd in range(args.rounds):
+            t: dict[str, dict[str, list[float]]] = {"single": {g: [] for g in gaps}, "batch": {g: [] for g in gaps}}
+            for kind, reps in (("single", args.round_singles), ("batch", args.round_batches)):
+                for i in range(reps):
+                    order = gaps if (i + rd) % 2 else gaps[::-1]
+                    if kind == "single":
+                        qq = q[qi % len(q)][None]
+                        qi += 1
+                    else:
+                        s = (i * args.batch) % max(1, len(q) - args.batch)
+                        qq = q[s : s + args.batch]
+                    for g in order:
+                        t1 = time.perf_counter()
+                        r.search_vectors(qq, k=K, gap=g, fetch=False)
+                        t[kind][g].append(time.perf_counter() - t1)
+                    pairs[kind].append(t[kind]["zscore"][-1] / t[kind]["naive"][-1] - 1)
+            rec = {"load": load_avg()}
+            for kind in ("single", "batch"):
+                med = {g: float(np.median(t[kind][g])) for g in gaps}
+                rec[kind] = {"naive_ms": round(1e3 * med["naive"], 3), "zscore_ms": round(1e3 * med["zscore"], 3),
+                             "overhead": round(med["zscore"] / med["naive"] - 1, 4)}
+            row["rounds"].append(rec)
+            print(json.dumps({"n": n, "round": rd + 1, **rec}), flush=True)
+        for kind in ("single", "batch"):
+            ov = np.array([x[kind]["overhead"] for x in row["rounds"]])
+            pr = np.array(pairs[kind])
+            row[kind] = {"overhead_median": round(float(np.median(ov)), 4), "overhead_min": round(float(ov.min()), 4),
+                         "overhead_max": round(float(ov.max()), 4),
+                         "overhead_iqr": [round(float(np.percentile(ov, 25)), 4), round(float(np.percentile(ov, 75)), 4)],
+                         "paired_median": round(float(np.median(pr)), 4),
+                         "paired_iqr": [round(float(np.percentile(pr, 25)), 4), round(float(np.percentile(pr, 75)), 4)],
+                         "pairs": len(pr),
+                         "naive_ms_median": round(float(np.median([x[kind]["naive_ms"] for x in row["rounds"]])), 3),
+                         "zscore_ms_median": round(float(np.median([x[kind]["zscore_ms"] for x in row["rounds"]])), 3)}
+        # zscore's extra work alone: its rescale of the candidate lists a batch produces (per modality)
+        corr = r.gap("zscore")
+        qb = q[: args.batch]
+        extra = []
+        for _ in range(20):
+            t1 = time.perf_counter()
+            for m in (Modality.TEXT, Modality.IMAGE):
+                sims = np.sort(np.random.default_rng(0).random((len(qb), K), dtype=np.float32))[:, ::-1]
+                corr.score_query(sims, qb, Modality.TEXT, m)
+            extra.append(time.perf_counter() - t1)
+        row["zscore_rescale_ms_per_batch"] = round(1e3 * float(np.median(extra)), 4)
+        row["load_after"] = load_avg()
+        out["sizes"][str(n)] = row
+        del r
+        gc.collect()
+    return out
+
+
+def overhead_micro(base: dict[str, np.ndarray], q: np.ndarray, n: int = 10_000, pairs: int = 1500) -> dict[str, Any]:
+    """zscore's fixed per-call cost: ``pairs`` single queries at ``n`` items, naive and zscore
+    interleaved call by call, BLAS on one thread; plus cProfile's function-call counts of 300 searches
+    each (deterministic: what zscore does in addition, independent of the machine's load)."""
+    import cProfile
+    import pstats
+
+    from threadpoolctl import threadpool_limits
+
+    items, vecs = make_corpus(base, n)
+    r = gap_retriever(items, vecs, q)
+    out: dict[str, Any] = {"n": n, "pairs": pairs, "blas_threads": 1, "load_before": load_avg()}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for g in ("naive", "zscore"):
+            r.search_vectors(q[:1], k=K, gap=g, fetch=False)
+        t: dict[str, list[float]] = {"naive": [], "zscore": []}
+        for i in range(pairs):
+            for g in ("naive", "zscore") if i % 2 else ("zscore", "naive"):
+                t0 = time.perf_counter()
+                r.search_vectors(q[i % len(q)][None], k=K, gap=g, fetch=False)
+                t[g].append(time.perf_counter() - t0)
+        for g in t:
+            out[g] = {"median_ms": round(1e3 * float(np.median(t[g])), 4),
+                      "p10_ms": round(1e3 * float(np.percentile(t[g], 10)), 4)}
+            pr = cProfile.Profile()
+            pr.enable()
+            for i in range(300):
+                r.search_vectors(q[i % len(q)][None], k=K, gap=g, fetch=False)
+            pr.disable()
+            out[g]["function_calls_per_search"] = round(pstats.Stats(pr).total_calls / 300, 1)
+    out["overhead_median"] = round(out["zscore"]["median_ms"] / out["naive"]["median_ms"] - 1, 4)
+    out["overhead_p10"] = round(out["zscore"]["p10_ms"] / out["naive"]["p10_ms"] - 1, 4)
+    out["load_after"] = load_avg()
+    return out
+
+
+def overhead_markdown(res: dict[str, Any]) -> str:
+    env, o = res["env"], res["overhead"]
+    lines = ["# zscore vs naive search overhead (median over interleaved rounds)", "",
+             f"Measured {env['started']} → {res['finished']} on {env['cpu']} ({env['cores']} cores, shared with other "
+             f"jobs; load average {env['load_start']} at start), numpy {env['numpy']}. "
+             "`python benchmarks/search.py --overhead --sizes " + ",".join(o["sizes"])
+             + (f" --blas-threads {o['blas_threads']}" if o.get("blas_threads") not in (None, "default") else "")
+             + f"` (numpy BLAS threads: {o.get('blas_threads', 'default')}).", "",
+             f"Through `Retriever.search_vectors` on an exact store (both modalities, merged, k={o['k']}), zscore "
+             "fitted on pseudo pairs of 200 queries; corpus as in `search.md` (real offline-model embeddings grown "
+             f"with noise, 3/4 texts). {o['rounds']} rounds per size; each round times {o['singles_per_round']} single "
+             f"queries and {o['batches_per_round']} batches of {o['batch']}, naive and zscore *interleaved* call by "
+             "call (order alternating). Overhead per round = median(zscore) / median(naive) − 1; the table gives "
+             "the **median over rounds** with its min–max and interquartile range; 'paired' is the median of "
+             "each call's ratio to its neighbour, pooled over rounds. The rescale column times zscore's only "
+             "extra work (`score_query` on the candidate lists of one batch, both modalities) on its own. The naive / "
+             "zscore ms columns are each side's median over rounds, so their quotient need not equal the median "
+             "of the per-round overheads.", "",
+             "| items | query | naive ms | zscore ms | overhead, median of rounds | min – max | IQR | paired median "
+             "(IQR) | rescale ms / batch | load before → after |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for n, row in o["sizes"].items():
+        for kind in ("single", "batch"):
+            s = row[kind]
+            lines.append(f"| {int(n):,} | {kind if kind == 'single' else 'batch of ' + str(o['batch'])} | "
+                         f"{s['naive_ms_median']} | {s['zscore_ms_median']} | **{100 * s['overhead_median']:+.1f} %** | "
+                         f"{100 * s['overhead_min']:+.1f} – {100 * s['overhead_max']:+.1f} % | "
+                         f"{100 * s['overhead_iqr'][0]:+.1f} – {100 * s['overhead_iqr'][1]:+.1f} % | "
+                         f"{100 * s['paired_median']:+.1f} % ({100 * s['paired_iqr'][0]:+.1f} – "
+                         f"{100 * s['paired_iqr'][1]:+.1f} %) | "
+                         f"{row['zscore_rescale_ms_per_batch'] if kind == 'batch' else '–'} | "
+                         f"{row['load_before']} → {row['load_after']} |")
+    lines += ["", "Per round (overhead single / batch, load):", ""]
+    for n, row in o["sizes"].items():
+        lines.append(f"* {int(n):,}: " + "; ".join(f"{100 * x['single']['overhead']:+.1f} % / "
+                                                    f"{100 * x['batch']['overhead']:+.1f} % ({x['load'][0]})"
+                                                    for x in row["rounds"]))
+    if res.get("notes"):
+        lines += ["", res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def ingestion(args: Any) -> dict[str, Any]:
     """Items/s through :meth:`Retriever.index` (decode + encode + commit) into a LanceDB store."""
     from mindgap import Retriever
@@ -466,7 +624,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap-overhead", action="store_true",
                     help="only time calibrated / zscore vs naive search at --sizes (default here 10000,100000) "
                          "and write --out")
+    ap.add_argument("--overhead", action="store_true",
+                    help="only time zscore vs naive at --sizes in interleaved rounds (median over rounds + spread) "
+                         "and write benchmarks/results/search_overhead/overhead.json and .md")
+    ap.add_argument("--rounds", type=int, default=7, help="with --overhead: rounds per size")
+    ap.add_argument("--round-singles", type=int, default=30, help="with --overhead: single queries per round")
+    ap.add_argument("--round-batches", type=int, default=3, help="with --overhead: batches per round")
+    ap.add_argument("--overhead-micro", action="store_true",
+                    help="only zscore's fixed per-call cost at 10,000 items (1,500 interleaved single-query pairs, "
+                         "cProfile call counts) → benchmarks/results/search_overhead/micro.json")
+    ap.add_argument("--blas-threads", type=int, default=0,
+                    help="with --overhead: limit numpy's BLAS threads (threadpoolctl); writes overhead_blasN.*")
     args = ap.parse_args(argv)
+    if args.overhead_micro:
+        base = base_embeddings()
+        res = {"env": environment(), "micro": overhead_micro(base, np.ascontiguousarray(base["queries"][: args.queries]))}
+        (OUT / "search_overhead").mkdir(parents=True, exist_ok=True)
+        (OUT / "search_overhead" / "micro.json").write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps(res["micro"], indent=1))
+        return 0
+    if args.overhead:
+        base = base_embeddings()
+        res = {"env": environment(), "argv": argv or sys.argv[1:]}
+        qs = np.ascontiguousarray(base["queries"][: args.queries])
+        if args.blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+                res["overhead"] = overhead_rounds(base, qs, args)
+        else:
+            res["overhead"] = overhead_rounds(base, qs, args)
+        res["overhead"]["blas_threads"] = args.blas_threads or "default"
+        res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        res["env"]["load_end"] = load_avg()
+        folder = OUT / "search_overhead" if args.out == str(OUT / "search.json") else Path(args.out).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"overhead_blas{args.blas_threads}" if args.blas_threads else "overhead"
+        (folder / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+        (folder / f"{stem}.md").write_text(overhead_markdown(res))
+        print(overhead_markdown(res))
+        return 0
     if args.hybrid:  # issue 15: hybrid vs. dense latency + lexical index build cost (search_hybrid.py)
         import search_hybrid
 
