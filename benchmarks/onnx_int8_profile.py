@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -138,6 +139,38 @@ def _summ(xs: list[float]) -> dict:
             "all": [round(x, 3) for x in xs]}
 
 
+def interleaved(runners: dict[str, Any], batches: tuple[int, ...] | list[int], rounds: int,
+                log: Any = None) -> dict[tuple[str, int], list[float]]:
+    """Items/s per (runner, batch size): one warm-up call each, then ``rounds`` rounds that run every
+    runner once per batch size, the order reversed every other round. ``runners[name](bs)`` runs one batch."""
+    times: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for bs in batches:
+        for fn in runners.values():
+            fn(bs)  # warm-up
+    for r in range(rounds):
+        for bs in batches:
+            order = list(runners.items())
+            if r % 2:
+                order.reverse()
+            for k, fn in order:
+                t = time.perf_counter()
+                fn(bs)
+                times[(k, bs)].append(bs / (time.perf_counter() - t))
+        if log:
+            log(r)
+    return times
+
+
+def finish(res: dict, t0: float, out: Path, stem: str, markdown: Any) -> None:
+    """Load average after, total time; write ``out/<stem>.json`` and ``.md`` and print the markdown."""
+    res["environment"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    res["total_seconds"] = round(time.perf_counter() - t0, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    (out / f"{stem}.md").write_text(markdown(res))
+    print(markdown(res))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -237,20 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         print("accuracy:", acc, flush=True)
 
         # model only, interleaved rounds
-        times: dict[tuple[str, int], list[float]] = defaultdict(list)
-        for bs in BATCHES:
-            for fn in runners.values():
-                fn(px64[:bs])  # warm-up
-        for r in range(args.rounds):
-            for bs in BATCHES:
-                order = list(runners.items())
-                if r % 2:
-                    order.reverse()
-                for k, fn in order:
-                    t = time.perf_counter()
-                    fn(px64[:bs])
-                    times[(k, bs)].append(bs / (time.perf_counter() - t))
-            print(f"round {r + 1}/{args.rounds} done, {time.perf_counter() - t0:.0f} s", flush=True)
+        times = interleaved({k: (lambda fn: lambda bs: fn(px64[:bs]))(fn) for k, fn in runners.items()}, BATCHES,
+                            args.rounds, log=lambda r: print(f"round {r + 1}/{args.rounds} done, "
+                                                             f"{time.perf_counter() - t0:.0f} s", flush=True))
         model_only = []
         for bs in BATCHES:
             base = times[("torch fp32", bs)]
@@ -276,19 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(graphs[best], alt / "onnx" / "vision_model_quantized.onnx")
         encs = {"hf": hf, "onnx int8 shipped": load_encoder(f"onnx:{exp}", variant="int8", num_threads=args.threads),
                 f"onnx int8 {best}": load_encoder(f"onnx:{alt}", variant="int8", num_threads=args.threads)}
-        e2e: dict[tuple[str, int], list[float]] = defaultdict(list)
-        for bs in BATCHES:
-            for enc in encs.values():
-                enc.encode_image(paths[:bs], batch_size=bs, show_progress=False)
-        for r in range(args.e2e_rounds):
-            for bs in BATCHES:
-                order = list(encs.items())
-                if r % 2:
-                    order.reverse()
-                for k, enc in order:
-                    t = time.perf_counter()
-                    enc.encode_image(paths[:bs], batch_size=bs, show_progress=False)
-                    e2e[(k, bs)].append(bs / (time.perf_counter() - t))
+        e2e = interleaved({k: (lambda e: lambda bs: e.encode_image(paths[:bs], batch_size=bs, show_progress=False))(enc)
+                           for k, enc in encs.items()}, BATCHES, args.e2e_rounds)
         # preprocessing alone (decode + resize + normalise), per pipeline
         pre = {}
         t = time.perf_counter()
@@ -310,12 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(args.keep, ignore_errors=True)
             shutil.copytree(work / "onnx", args.keep)
         shutil.rmtree(work, ignore_errors=True)
-    res["environment"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    res["total_seconds"] = round(time.perf_counter() - t0, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "profile.json").write_text(json.dumps(res, indent=2))
-    (args.out / "profile.md").write_text(to_markdown(res))
-    print(to_markdown(res))
+    finish(res, t0, args.out, "profile", to_markdown)
     return 0
 
 

@@ -16,14 +16,11 @@ then compare per-core efficiency, and load slows both sides alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from mindgap.encoders.export import export_onnx
     from mindgap.encoders.hf import _features
     from mindgap.images import load_image
-    from onnx_int8_profile import _dyn, _session, _summ
+    from onnx_int8_profile import _dyn, _session, _summ, finish, interleaved
 
     t0 = time.perf_counter()
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -92,46 +89,26 @@ def main(argv: list[str] | None = None) -> int:
             acc[k] = round(float(np.einsum("ij,ij->i", e, ref).min()), 5)
         res["min_cos_vs_torch_16_images"] = acc  # also checks the graphs are this model's (else ~0)
         print("accuracy", acc, flush=True)
-        times: dict[tuple[str, int, int], list[float]] = defaultdict(list)
+        runners = {}
         for t in threads:
-            torch.set_num_threads(t)
-            for bs in batches:
-                run_torch(px[:bs])
-                for k in VARIANTS:
-                    sess[(k, t)].run(None, {"pixel_values": px[:bs]})
-        for rd in range(args.rounds):
-            for t in threads:
-                torch.set_num_threads(t)
-                for bs in batches:
-                    order = ["torch fp32", *VARIANTS]
-                    if rd % 2:
-                        order.reverse()
-                    for k in order:
-                        s = time.perf_counter()
-                        if k == "torch fp32":
-                            run_torch(px[:bs])
-                        else:
-                            sess[(k, t)].run(None, {"pixel_values": px[:bs]})
-                        times[(k, t, bs)].append(bs / (time.perf_counter() - s))
-            print(f"round {rd + 1}/{args.rounds}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}",
-                  flush=True)
+            runners[f"torch fp32@{t}"] = (lambda t: lambda bs: (torch.set_num_threads(t), run_torch(px[:bs])))(t)
+            for k in VARIANTS:
+                runners[f"{k}@{t}"] = (lambda s: lambda bs: s.run(None, {"pixel_values": px[:bs]}))(sess[(k, t)])
+        times = interleaved(runners, batches, args.rounds,
+                            log=lambda r: print(f"round {r + 1}/{args.rounds}: {time.perf_counter() - t0:.0f} s, "
+                                                f"load {os.getloadavg()[0]:.1f}", flush=True))
         rows = []
         for t in threads:
             for bs in batches:
-                base = times[("torch fp32", t, bs)]
+                base = times[(f"torch fp32@{t}", bs)]
                 for k in ["torch fp32", *VARIANTS]:
-                    xs = times[(k, t, bs)]
+                    xs = times[(f"{k}@{t}", bs)]
                     rows.append({"variant": k, "threads": t, "batch": bs, "images_per_s": _summ(xs),
                                  "x_torch": _summ([a / b for a, b in zip(xs, base)])})
         res["rows"] = rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    res["environment"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    res["total_seconds"] = round(time.perf_counter() - t0, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "threads.json").write_text(json.dumps(res, indent=2))
-    (args.out / "threads.md").write_text(to_markdown(res))
-    print(to_markdown(res))
+    finish(res, t0, args.out, "threads", to_markdown)
     return 0
 
 
