@@ -200,3 +200,24 @@ def test_cli_fit_gap_out_and_fuse(synth, tmp_path, capsys, monkeypatch):
     req.write_text(json.dumps({"candidates": {}, "oops": 1}))
     assert main(["fuse", str(out), str(req)]) == 2
     assert "oops" in capsys.readouterr().err
+
+
+def test_cli_fit_corrector_from_an_npz_then_fuse(synth, tmp_path, capsys):
+    d = synth.data
+    npz = tmp_path / "fit.npz"
+    np.savez(npz, queries=d.queries, gold=d.gold, gold_modality=d.gold_modality, text=synth.texts[:200],
+             image=synth.images[:200])
+    out = tmp_path / "c.json"
+    assert main(["fit-corrector", str(npz), "--out", str(out), "--counts", "text=300,image=300",
+                 "--encoder", "synthetic"]) == 0, capsys.readouterr().err
+    pc = load_corrector(out)
+    assert pc.corrector.name == "calibrated" and pc.dim == 32 and pc.meta["fitted_on"]["counts"] == {"text": 300,
+                                                                                                    "image": 300}
+    want = fit_corrector("calibrated", queries=npz, corpus=npz, counts={"text": 300, "image": 300})
+    lists = {"text": [("t1", 0.8), ("t2", 0.5)], "image": [("i1", 0.3)]}
+    assert [h.to_dict() for h in fuse(lists, pc)] == [h.to_dict() for h in fuse(lists, want)]
+    capsys.readouterr()
+    assert main(["fit-corrector", str(tmp_path / "nope.npz"), "--out", str(out)]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert main(["fit-corrector", str(npz), "--out", str(out), "--counts", "text=many"]) == 2
+    assert "--counts" in capsys.readouterr().err

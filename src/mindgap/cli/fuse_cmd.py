@@ -16,6 +16,16 @@ import typer
 from .common import console, print_json, table
 
 
+def _npz_keys(path: Path) -> list[str]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(getattr(z, "files", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def read_fuse_requests(path: Path) -> tuple[list[dict[str, Any]], bool]:
     """The request(s) in a candidates file (``-``: stdin): one object, or a list of them.
     Returns the requests and whether the file held a list."""
@@ -45,8 +55,52 @@ def read_fuse_requests(path: Path) -> tuple[list[dict[str, Any]], bool]:
     return reqs, many
 
 
+def _counts(spec: str | None) -> dict[str, int] | None:
+    from ..errors import InputError
+
+    if not spec:
+        return None
+    out: dict[str, int] = {}
+    for part in spec.split(","):
+        key, eq, val = part.partition("=")
+        if not eq or key.strip() not in ("text", "image") or not val.strip().isdigit():
+            raise InputError(f"--counts takes text=N,image=M, got {spec!r}", item="--counts")
+        out[key.strip()] = int(val)
+    return out
+
+
 def register(app: typer.Typer) -> None:
-    """Register ``fuse`` on the app."""
+    """Register ``fuse`` and ``fit-corrector`` on the app."""
+
+    @app.command("fit-corrector")
+    def fit_corrector_cmd(
+        data: Path = typer.Argument(..., help="A .npz with queries, gold, gold_modality (pairs) and text, image "
+                                              "(a corpus sample of the searched collection), as float arrays."),
+        out: Path = typer.Option(..., "--out", help="Write the standalone corrector file here."),
+        gap: str = typer.Option("calibrated", "--gap", help="Corrector spec (score-level: calibrated, zscore, "
+                                                            "qnorm, ...)."),
+        counts: str = typer.Option(None, "--counts", help="Collection sizes the corrector serves, text=N,image=M "
+                                                          "(default: the sample sizes)."),
+        pseudo: bool = typer.Option(False, "--pseudo", help="The pairs are pseudo (label-free) pairs."),
+        encoder: str = typer.Option(None, "--encoder", help="Record the encoder spec that made the embeddings."),
+    ) -> None:
+        """Fit a corrector from embeddings in a .npz file — no mindgap store — and write it to a file.
+
+        Keys: `queries` (n, d), `gold` (n, d), `gold_modality` (n strings), `text` / `image`
+        (corpus samples, (m, d)); optional `query_modality` (n strings). Format of the output:
+        docs/corrector-format.md; `mindgap fuse` reads it.
+        """
+        from ..gap.portable import fit_corrector, load_array, save_corrector
+
+        qmod: Any = "text"
+        if "query_modality" in _npz_keys(data):
+            qmod = [str(x) for x in load_array(data, "query_modality", key="query_modality")]
+        pc = fit_corrector(gap, queries=data, corpus=data, counts=_counts(counts), query_modality=qmod,
+                           pairs="pseudo" if pseudo else "gold", encoder=encoder)
+        pc.meta["fitted_on"]["source"] = str(data)
+        save_corrector(pc, out)
+        console.print(f"wrote {out} ({pc.corrector.name}, {pc.meta['fitted_on']['queries']} pairs, dim {pc.dim})",
+                      highlight=False, markup=False)
 
     @app.command("fuse")
     def fuse_cmd(
