@@ -228,3 +228,23 @@ def test_onnx_spec_errors(onnx_dir, tmp_path):
     (d / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match="tokenizer.json"):
         load_encoder(f"onnx:{d}")
+
+
+def test_int8_all_quantises_the_down_projections_too(tmp_path_factory, tmp_path, tiny_hf, held_out_images):
+    """``--int8-all``: no weight MatMul left in fp32 (2 layers × 6 + the projection), recorded in the
+    meta, and still close to PyTorch on the tiny CLIP."""
+    import onnx
+
+    src = tiny_clip_dir(tmp_path_factory)
+    assert main(["export-onnx", f"hf:{src}", str(tmp_path / "x"), "--int8-all"]) == 2  # needs --int8
+    assert main(["export-onnx", f"hf:{src}", str(tmp_path / "o"), "--int8", "--int8-all"]) == 0
+    out = tmp_path / "o"
+    meta = json.loads((out / "mindgap_onnx.json").read_text())
+    assert meta["int8_recipes"] == {"text_model": "dynamic-all", "vision_model": "dynamic-all"}
+    assert meta["int8_settings"]["vision_model"]["fp32"].startswith("none")
+    for part in ("text_model", "vision_model"):
+        q = onnx.load(str(out / f"onnx/{part}_quantized.onnx"), load_external_data=False)
+        assert sum(n.op_type == "MatMulInteger" for n in q.graph.node) == 2 * 6 + 1
+    enc = load_encoder(f"onnx:{out}?variant=int8")
+    assert _cos(enc.encode_text(TEXTS), tiny_hf.encode_text(TEXTS)).min() >= 0.98
+    assert _cos(enc.encode_image(held_out_images), tiny_hf.encode_image(held_out_images)).min() >= 0.98

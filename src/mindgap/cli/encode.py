@@ -109,6 +109,10 @@ def register(app: typer.Typer) -> None:
         calib_images: Path = typer.Option(None, "--calib-images", help="With --int8: a folder (or file) of "
                                           "training-like images to calibrate a static int8 CNN image tower "
                                           "(up to 64 used; not your evaluation split)."),
+        int8_all: bool = typer.Option(False, "--int8-all", help="With --int8: quantise the FFN down-projections "
+                                      "and projection heads of transformer towers too (kept fp32 by default for "
+                                      "accuracy; 1.3-1.7x faster on a ViT-B/32 image tower; check the cosine on "
+                                      "your model)."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -128,7 +132,12 @@ def register(app: typer.Typer) -> None:
             from ..errors import InputError
 
             raise InputError("no image files found for calibration", item=str(calib_images))
-        path = export_onnx(spec, out_dir, int8=int8, opset=opset, overwrite=force, calib_images=calib)
+        if int8_all and not int8:
+            from ..errors import InputError
+
+            raise InputError("--int8-all needs --int8", item="--int8-all")
+        path = export_onnx(spec, out_dir, int8=int8, opset=opset, overwrite=force, calib_images=calib,
+                           int8_all=int8_all)
         meta = json.loads((path / ONNX_META).read_text())
         files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
         if json_out:

@@ -124,7 +124,8 @@ def _export(module: Any, args: tuple, path: Path, names: list[str], output: str,
 
 
 def export_onnx(spec: str, out_dir: str | Path, *, int8: bool = False, opset: int = 18, dynamo: bool | None = None,
-                overwrite: bool = False, encoder: Any = None, calib_images: Sequence[Any] | None = None) -> Path:
+                overwrite: bool = False, encoder: Any = None, calib_images: Sequence[Any] | None = None,
+                int8_all: bool = False) -> Path:
     """Export ``spec`` to ``out_dir`` in the ``onnx:`` layout.
 
     Args:
@@ -135,6 +136,8 @@ def export_onnx(spec: str, out_dir: str | Path, *, int8: bool = False, opset: in
         calib_images: with ``int8``, images (paths / bytes / PIL) to calibrate a static
             int8 quantisation of a convolutional image tower (32–64 training-like images;
             not the split you evaluate on). Transformer towers stay dynamic.
+        int8_all: with ``int8``, quantise the down-projections and projection heads of dynamic
+            (transformer) towers too — faster, unchecked on trained weights (see :mod:`.quantize`).
         opset: ONNX opset.
         dynamo: force the dynamo (True) or TorchScript (False) exporter; default tries
             dynamo, then TorchScript.
@@ -179,7 +182,8 @@ def export_onnx(spec: str, out_dir: str | Path, *, int8: bool = False, opset: in
                                             pp.get("image_std", CLIP_STD))
             for part in ("text_model", "vision_model"):
                 recipes[part] = quantize_tower(tmp / f"onnx/{part}.onnx", tmp / f"onnx/{part}_quantized.onnx",
-                                               calib if part == "vision_model" else None)
+                                               calib if part == "vision_model" else None,
+                                               keep_down_projections=not int8_all)
         meta = {"format": ONNX_FORMAT, "source": spec, "model_type": kind, "dim": int(enc.dim),
                 "max_text_tokens": int(enc.max_text_tokens), "image_size": size, "text_inputs": keys,
                 "pad_token_id": getattr(enc.tokenizer, "pad_token_id", None),
