@@ -762,7 +762,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
                   f"Gap-corrected (zscore) vs naive through the Retriever (exact store, both modalities merged): "
                   f"single query {gp['naive']['single_p50_ms']} → {gp['zscore']['single_p50_ms']} ms "
                   f"(**{100 * gp['overhead_single']:+.1f}%**), batch of 100 {gp['naive']['batch_ms']} → "
-                  f"{gp['zscore']['batch_ms']} ms (**{100 * gp['overhead_batch']:+.1f}%**).", "",
+                  f"{gp['zscore']['batch_ms']} ms (**{100 * gp['overhead_batch']:+.1f}%**) — one pass on a shared "
+                  "machine; for the overhead use [search_overhead/README.md](search_overhead/README.md) (median "
+                  "over interleaved rounds, with its spread).", "",
                   "| backend | build s (add + index) | RSS MB | disk MB | single p50 / p99 ms | single QPS "
                   "| batch-100 p50 ms | batch QPS | recall@10 text / image | load |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
