@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mindgap.errors import InputError
 from mindgap.eval.benchmarks import (Benchmark, BenchmarkLeakage, Query, build_caption_benchmark,
                                      build_mmqa_benchmark, check_leakage, load_benchmark, write_benchmark)
 
@@ -37,6 +38,19 @@ def test_caption_builder_refuses_fit_images_from_the_test_split(calib_ids: list[
     test_ids = [r.image_id for r in flickr_test[:5]]
     with pytest.raises(BenchmarkLeakage):
         build_caption_benchmark("flickr8k_224", fit_split="test", fit_images=test_ids, limit=None)
+
+
+def test_caption_builder_cross_validates_on_calib_halves(calib_ids: list[str]) -> None:
+    """test_images keeps only those test-split images: one calib half evaluated, the other fitted
+    (how docs/results/fusion/select_on_calib.py picks calibrated's knobs without test)."""
+    a, b_ids = sorted(calib_ids)[:10], sorted(calib_ids)[10:20]
+    b = build_caption_benchmark("flickr8k_224", test_split="val", fit_split="val", fit_images=a, test_images=b_ids)
+    assert {q.source_ids[0] for q in b.split("test")} == set(b_ids)
+    assert {q.source_ids[0] for q in b.split("fit")} == set(a)
+    with pytest.raises(BenchmarkLeakage):  # the same photo on both sides is refused
+        build_caption_benchmark("flickr8k_224", test_split="val", fit_split="val", fit_images=a, test_images=a)
+    with pytest.raises(InputError, match="test image ids"):
+        build_caption_benchmark("flickr8k_224", fit_images=a, test_images=["no-such-photo"])
 
 
 def test_caption_builder_structure_and_roundtrip(tmp_path: Path, calib_ids: list[str]) -> None:

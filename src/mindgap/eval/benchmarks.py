@@ -338,7 +338,7 @@ def _caption_queries(recs: Sequence[CaptionedImage], root: Path, split: str, tak
 
 def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: str = "test", fit_split: str = "val",
                             fit_images: Iterable[str] | None = None, encoder: str | None = None,
-                            limit: int | None = None, fit_limit: int | None = None, seed: int = 0,
+                            test_images: Iterable[str] | None = None, limit: int | None = None, fit_limit: int | None = None, seed: int = 0,
                             name: str | None = None) -> Benchmark:
     """Mixed-modality caption benchmark from an image–caption set.
 
@@ -353,6 +353,8 @@ def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: st
         test_split / fit_split: splits of ``data``.
         fit_images: image ids for fitting (default: calib ids recorded by ``encoder``).
         encoder: mindgap model whose calib ids are the default fitting images (default: the bundled one).
+        test_images: keep only these image ids of ``test_split`` (e.g. one half of the calib
+            images when a knob is chosen by cross-validation on calib; default: all).
         limit / fit_limit: keep a seeded random subset of test / fit images (small runs).
         seed: subset seed.
 
@@ -369,6 +371,11 @@ def build_caption_benchmark(data: str | Path = "flickr8k_224", *, test_split: st
     fit = [r for r in fit_all if r.image_id in want]
     if not fit:
         raise InputError(f"none of the fit image ids are in split {fit_split!r}", item="fit_images")
+    if test_images is not None:
+        keep = set(test_images)
+        test = [r for r in test if r.image_id in keep]
+        if not test:
+            raise InputError(f"none of the test image ids are in split {test_split!r}", item="test_images")
     rng = np.random.default_rng(seed)
     if limit is not None and limit < len(test):
         test = [test[i] for i in sorted(rng.choice(len(test), limit, replace=False))]
