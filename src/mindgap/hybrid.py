@@ -1,7 +1,7 @@
 """Hybrid lexical + dense search (issue 15): BM25 evidence fused through the calibrated layer.
 
 Per text query and item modality M the candidates are the union of the dense top ``depth``
-(the store's index) and the BM25 top ``lex_depth`` (:class:`~mindgap.lexical.LexicalIndex`).
+(the store's index) and the BM25 top ``lex_depth`` of M (:class:`~mindgap.lexical.LexicalIndex`).
 Every candidate gets its dense probability ``P_d`` from the probability corrector
 (``calibrated``, the store's ``auto``: the list posterior of METHODS §6, computed over the
 candidates' cosines). Then, rule ``calibrated`` (the default):

@@ -206,8 +206,8 @@ def markdown(s: dict[str, Any]) -> str:
          "`calibrated` fitted on the fit split's gold pairs, and `auto` — the out-of-the-box corrector `mindgap index` "
          "fits (calibrated on pseudo queries from the store's own texts, no labels). Hybrid fusion weights: fitted on the fit split's "
          "candidates (MMQA: the other half of the questions; Flickr8k: the model's held-out calib photos and "
-         "captions in their own store). Lists are 100 deep (dense top 100 per modality ∪ BM25 top 50 per "
-         "modality for the fused rules). R@k = any gold in the top k; MRR and nDCG@10 over the gold ids; "
+         "captions in their own store). Lists are 100 deep (dense top 100 per modality ∪ the BM25 top 50 "
+         "per modality for the fused rules; the live search path uses dense depth max(k, 20)). R@k = any gold in the top k; MRR and nDCG@10 over the gold ids; "
          "both@10 / nDCG@10 (all rel.) count every relevant item (Flickr8k: the photo and its sibling caption).", ""]
     for key, title in (("mmqa", "MMQA dev slice (925 passages + 257 images titled with their Wikipedia entity)"),
                        ("flickr8k", "Flickr8k test mixed store (1,000 photos without text + 1,000 caption passages)")):
