@@ -18,3 +18,8 @@ for t in s["targets"]:
     print(("MET " if t["met"] else "miss") + f"  {t['target']} ({t['value']})")
 PY
 nice $PY benchmarks/search.py --hybrid --out "$OUT/search_hybrid.json"
+# the RAG pipeline's retrieval with and without BM25 (extractive generator: no LM; gold-in-prompt at k = 10)
+mindgap eval-rag --store "exact:runs/fusion/mmqa-$(echo "${ENCODER:-mindgap:flickr8k-effnet}" | tr ':/' '__').store" \
+  --gaps extractive:naive,extractive:calibrated,extractive:hybrid:calibrated --generator extractive \
+  --gold-kinds TextQ,ImageQ,mixed --out "$OUT/rag"
+nice $PY docs/results/hybrid/readme_section.py   # the README section, from these files
