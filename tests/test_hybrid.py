@@ -231,3 +231,15 @@ def test_server_search_hybrid_field_and_web_toggle(mmqa_store, offline_encoder) 
         assert bad.status_code == 422 and "hybrid" in bad.text
         page = c.get("/").text
         assert 'id="hybrid"' in page
+
+
+def test_cli_search_hybrid(mmqa_store, offline_encoder, capsys) -> None:
+    from mindgap.cli import main
+    from mindgap.cli import index as cli_index
+
+    cli_index._ENCODERS[offline_encoder.name] = offline_encoder
+    assert main(["search", mmqa_store, "Diana Ross", "--hybrid", "-k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hybrid"] == "calibrated" and out["hits"][0]["id"] == "ef0079178ab409c6b157c7d080ca7600"
+    assert main(["search", mmqa_store, "Diana Ross", "--hybrid", "--fusion", "bm42"]) != 0
+    assert "hybrid" in capsys.readouterr().err
