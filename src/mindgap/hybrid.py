@@ -133,14 +133,20 @@ class Candidates:
 
 
 def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, gap_name: str, corr: Any,
-           depth: int, mods: Sequence[Modality], lex_depth: int = LEX_DEPTH) -> list[Candidates]:
-    """Dense + lexical candidates of each query (``q`` rows, ``texts`` their strings)."""
+           depth: int, mods: Sequence[Modality], lex_depth: int = LEX_DEPTH,
+           dense_score: bool = True) -> list[Candidates]:
+    """Dense + lexical candidates of each query (``q`` rows, ``texts`` their strings).
+
+    ``dense_score=False`` (the calibrated rule needs only probabilities) skips the corrector's
+    ranking score (``Candidates.dense_score`` is then the probability)."""
     from .stores.base import topk_rows
 
     lex = retr.lexical_index(sync=True)
     no_text = lex.no_text_ids()
     per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm")} for _ in q]
-    lex_hits = [{m: dict(lex.search(t, lex_depth, m)) for m in mods} for t in texts]
+    # BM25 runs on a thread while the dense search scans: tantivy and BLAS both release the GIL
+    lex_job = _pool().submit(lambda: [{m: dict(lex.search(t, lex_depth, m)) for m in mods} for t in texts])
+    dense_res: dict[Modality, Any] = {}
     for m in mods:
         if retr.store.count(m) == 0:
             continue
@@ -148,9 +154,11 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
         if corr.transforms_items:
             ids, mat = retr._items_matrix(corr, gap_name, m)
             idx, vals = topk_rows(qm @ mat.T, depth)
-            res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+            dense_res[m] = (qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)])
         else:
-            res = retr.store.search(qm, depth, m)
+            dense_res[m] = (qm, retr.store.search(qm, depth, m))
+    lex_hits = lex_job.result()
+    for m, (qm, res) in dense_res.items():
         in_dense = [{i for i, _ in r} for r in res]
         extra_ids = sorted({i for qi in range(len(q)) for i in lex_hits[qi][m] if i not in in_dense[qi]})
         got, emat = retr.store.vectors(m, extra_ids) if extra_ids else ([], np.zeros((0, q.shape[1]), np.float32))
@@ -165,9 +173,12 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
             if not cands:
                 continue
             sims = np.array([[s for _, s in cands]], np.float64)
-            ds = np.asarray(corr.score_query(sims, q[qi : qi + 1], qmod, m))[0]
-            pd = (np.asarray(corr.probability(sims, q[qi : qi + 1], qmod, m))[0]
-                  if getattr(corr, "gives_probability", False) else ds)
+            gives_p = getattr(corr, "gives_probability", False)
+            pd = np.asarray(corr.probability(sims, q[qi : qi + 1], qmod, m))[0] if gives_p else None
+            ds = pd if (pd is not None and not dense_score) else np.asarray(
+                corr.score_query(sims, q[qi : qi + 1], qmod, m))[0]
+            if pd is None:
+                pd = ds
             P = per[qi]
             for j, (i, s) in enumerate(cands):
                 P["ids"].append(i)
@@ -184,6 +195,19 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
                               np.asarray(P["ds"], np.float64), np.asarray(P["ind"], bool),
                               np.asarray(P["bm"], np.float64), float(s_max)))
     return out
+
+
+_POOL: Any = None
+
+
+def _pool() -> Any:
+    """One worker thread for the BM25 side of hybrid searches (created on first use)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mindgap-bm25")
+    return _POOL
 
 
 def _minmax(x: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -259,15 +283,17 @@ def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None
     keep = [j for j in range(len(c.ids)) if np.isfinite(score[j])
             and (min_prob is None or probs is None or probs[j] >= min_prob)]
     keep.sort(key=lambda j: (-score[j], c.ids[j]))
-    mrank: dict[str, int] = {}
-    by_cos: dict[Modality, list[int]] = {}
-    for j in range(len(c.ids)):
-        by_cos.setdefault(c.modality[j], []).append(j)
-    for m, js in by_cos.items():
-        for r, j in enumerate(sorted(js, key=lambda j: (-c.cosine[j], c.ids[j])), 1):
-            mrank[c.ids[j]] = r
-    return [Hit(id=c.ids[j], modality=c.modality[j], cosine=float(c.cosine[j]), score=float(score[j]), rank=r + 1,
-                modality_rank=mrank[c.ids[j]]) for r, j in enumerate(keep[:k])]
+    top = keep[:k]
+    out = []
+    mods = np.array([m.value for m in c.modality])
+    ids = np.array(c.ids)
+    for r, j in enumerate(top):
+        # rank within its modality by cosine (ties by id), among the candidates
+        ahead = (mods == mods[j]) & ((c.cosine > c.cosine[j]) | ((c.cosine == c.cosine[j]) & (ids < ids[j])))
+        mr = 1 + int(ahead.sum())
+        out.append(Hit(id=c.ids[j], modality=c.modality[j], cosine=float(c.cosine[j]), score=float(score[j]),
+                       rank=r + 1, modality_rank=mr))
+    return out
 
 
 def fit_fusion(cands: Sequence[Candidates], relevant: Sequence[Sequence[str]], *, fitted_on: str,
@@ -327,7 +353,8 @@ def hybrid_search(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str]
                          f"'auto'), not {gap_name!r}, or a peer rule (weighted, rrf, minmax, dbsf)", item="gap")
     depth = max(int(k), int(getattr(corr, "list_depth", None) or 0), 20)
     mods = [Modality.parse(modality)] if modality else list(MODALITIES)
-    cands = gather(retr, q, qmod, texts, gap_name=gap_name, corr=corr, depth=depth, mods=mods)
+    cands = gather(retr, q, qmod, texts, gap_name=gap_name, corr=corr, depth=depth, mods=mods,
+                   dense_score=rule != "calibrated")
     model = retr.fusion_model()
     cov = float(getattr(corr, "coverage", 0.0) or 0.0)
     eps = float(getattr(corr, "eps", 0.01) or 0.01)
