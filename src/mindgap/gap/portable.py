@@ -194,6 +194,17 @@ def load_corrector(source: str | Path | Mapping[str, Any], *, name: str | None =
     return corrector_from_json(_read_json(p, "corrector file"), name=name, where=str(p))
 
 
+def as_portable(corrector: GapCorrector | PortableCorrector | str | Path | Mapping[str, Any]) -> PortableCorrector:
+    """Any way of naming a fitted corrector (a fitted :class:`GapCorrector`, a
+    :class:`PortableCorrector`, a corrector file / store path, or its parsed JSON) → a
+    :class:`PortableCorrector` (what the framework adapters hold)."""
+    if isinstance(corrector, PortableCorrector):
+        return corrector
+    if isinstance(corrector, GapCorrector):
+        return PortableCorrector(corrector)
+    return load_corrector(corrector)
+
+
 def save_corrector(corrector: GapCorrector | PortableCorrector, path: str | Path, *, encoder: str | None = None,
                    dim: int | None = None, fitted_on: Mapping[str, Any] | None = None,
                    name: str | None = None) -> Path:
@@ -481,4 +492,4 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "PortableCorrector", "FusedHit", "fuse", "fit_corrector", "load_corrector",
-           "save_corrector", "corrector_from_json", "load_array"]
+           "save_corrector", "corrector_from_json", "load_array", "as_portable"]

@@ -41,8 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                             item="langchain-core") from exc
 
 from ..errors import InputError
-from ..gap.base import GapCorrector
-from ..gap.portable import FusedHit, PortableCorrector, fuse, load_corrector
+from ..gap.portable import FusedHit, PortableCorrector, as_portable, fuse
 from ..types import Modality
 
 
@@ -75,14 +74,6 @@ class MindgapEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return np.asarray(self.encoder.encode_text([text], show_progress=False)[0], np.float32).tolist()
-
-
-def _as_portable(corrector: Any) -> PortableCorrector:
-    if isinstance(corrector, PortableCorrector):
-        return corrector
-    if isinstance(corrector, GapCorrector):
-        return PortableCorrector(corrector)
-    return load_corrector(corrector)
 
 
 class GapFusionRetriever(BaseRetriever):
@@ -121,7 +112,7 @@ class GapFusionRetriever(BaseRetriever):
             raise InputError("give text_store and/or image_store", item="text_store")
         if int(self.k) < 1:
             raise InputError(f"k must be >= 1, got {self.k!r}", item="k")
-        self._pc = _as_portable(self.corrector)
+        self._pc = as_portable(self.corrector)
 
     @property
     def fetch_depth(self) -> int:

@@ -45,8 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                             item="llama-index-core") from exc
 
 from ..errors import InputError
-from ..gap.base import GapCorrector
-from ..gap.portable import FusedHit, PortableCorrector, fuse, load_corrector
+from ..gap.portable import FusedHit, PortableCorrector, as_portable, fuse
 
 
 class MindgapEmbedding(MultiModalEmbedding):
@@ -126,14 +125,6 @@ class MindgapEmbedding(MultiModalEmbedding):
         return await asyncio.to_thread(self._get_image_embedding, img_file_path)
 
 
-def _as_portable(corrector: Any) -> PortableCorrector:
-    if isinstance(corrector, PortableCorrector):
-        return corrector
-    if isinstance(corrector, GapCorrector):
-        return PortableCorrector(corrector)
-    return load_corrector(corrector)
-
-
 class GapFusionRetriever(BaseRetriever):
     """Text and image nodes merged through a fitted gap corrector (instead of fixed quotas).
 
@@ -161,7 +152,7 @@ class GapFusionRetriever(BaseRetriever):
         if corrector is None:
             raise InputError("GapFusionRetriever needs a fitted corrector (a file from `mindgap fit-gap --out`, "
                              "a store, or mindgap.gap.portable.fit_corrector)", item="corrector")
-        self.corrector = _as_portable(corrector)
+        self.corrector = as_portable(corrector)
         if isinstance(k, bool) or int(k) < 1:
             raise InputError(f"k must be >= 1, got {k!r}", item="k")
         self.k = int(k)
