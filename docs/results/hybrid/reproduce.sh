@@ -9,6 +9,7 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 OUT=${OUT:-docs/results/hybrid}
+$PY -c "import bm25s" 2>/dev/null || $PY -m pip install -q bm25s   # measured against tantivy, not a dependency
 nice $PY benchmarks/lexical_choice.py --n 100000 --out "$OUT/lexical_choice.json"
 $PY - <<PY
 from mindgap.eval.hybrid import run_hybrid
