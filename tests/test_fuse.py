@@ -16,39 +16,20 @@ from mindgap.cli import main
 from mindgap.errors import InputError
 from mindgap.gap import FitData, make_corrector
 from mindgap.gap.portable import FORMAT, fit_corrector, fuse, load_corrector, save_corrector
-from mindgap.manifest import Manifest
 from mindgap.retriever import Retriever
-from mindgap.stores.exact import ExactStore
-from mindgap.types import Item, Modality
+from mindgap.types import Modality
+
+from _toy_gap import toy_gap  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "corrector-format.md"
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     """A toy gap (texts near the queries, images offset) in an exact store saved on disk."""
-    rng = np.random.default_rng(0)
-    d, n = 32, 300
-    topics = _unit(rng.standard_normal((n, d)))
-    gap_t, gap_i = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
-    texts = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
-    images = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_i)
-    queries = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
-    path = tmp_path_factory.mktemp("fuse") / "s.store"
-    st = ExactStore(path)
-    st.add([Item(f"t{i}", Modality.TEXT, text=f"passage {i}") for i in range(n)], texts)
-    st.add([Item(f"i{i}", Modality.IMAGE, uri=f"/img/{i}.jpg") for i in range(n)], images)
-    st.save_manifest(Manifest(encoder_spec="synthetic", dim=d))
-    fit = np.arange(100)
-    data = FitData(queries=np.concatenate([queries[fit], queries[fit]]),
-                   gold=np.concatenate([texts[fit], images[fit]]),
-                   gold_modality=np.array(["text"] * 100 + ["image"] * 100), query_modality="text")
-    return SimpleNamespace(store=st, path=path, queries=queries, texts=texts, images=images, data=data,
-                           test=np.arange(100, 140))
+    ns = toy_gap(tmp_path_factory.mktemp("fuse") / "s.store")
+    ns.test = ns.test[:40]
+    return ns
 
 
 def _lists(retr: Retriever, q: np.ndarray, depth: int) -> dict[str, list[tuple[str, float]]]:

@@ -17,32 +17,15 @@ from mindgap.retriever import Retriever
 from mindgap.stores.exact import ExactStore
 from mindgap.types import Item, Modality
 
+from _toy_gap import toy_gap, unit as _unit  # noqa: E402
+
 
 # -- synthetic -----------------------------------------------------------------------------------
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def synth():
     """A toy gap: texts near the query direction (high cosines), images offset (lower ones);
-    each query has one relevant text and one relevant image."""
-    rng = np.random.default_rng(0)
-    d, n = 32, 300
-    topics = _unit(rng.standard_normal((n, d)))
-    gap_t, gap_i = _unit(rng.standard_normal(d)), _unit(rng.standard_normal(d))
-    texts = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
-    images = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_i)
-    queries = _unit(topics + 0.35 * rng.standard_normal((n, d)) + 2.5 * gap_t)
-    st = ExactStore()
-    st.add([Item(f"t{i}", Modality.TEXT, text=f"passage {i}") for i in range(n)], texts)
-    st.add([Item(f"i{i}", Modality.IMAGE, uri=f"/img/{i}.jpg") for i in range(n)], images)
-    st.save_manifest(Manifest(encoder_spec="synthetic", dim=d))
-    fit = np.arange(0, 100)  # fit on the first 100 topics, test on the rest
-    data = FitData(queries=np.concatenate([queries[fit], queries[fit]]),
-                   gold=np.concatenate([texts[fit], images[fit]]),
-                   gold_modality=np.array(["text"] * 100 + ["image"] * 100), query_modality="text")
-    return SimpleNamespace(store=st, queries=queries, texts=texts, images=images, data=data, test=np.arange(100, n))
+    each query has one relevant text and one relevant image; fit on the first 100 topics."""
+    return toy_gap()
 
 
 def _fresh(d: FitData) -> FitData:
