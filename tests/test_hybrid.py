@@ -53,12 +53,34 @@ def _mmqa_items(mmqa_dir: Path, n_img: int = 16, n_txt: int = 40) -> list[Item]:
 def mmqa_store(tmp_path_factory, mmqa_dir, offline_encoder) -> str:
     uri = f"exact:{tmp_path_factory.mktemp('hyb') / 'mmqa'}"
     with Retriever(uri, encoder=offline_encoder) as r:
+        r.enable_lexical()  # what `mindgap index --lexical` does: the side index on disk, in step
         rep = r.index(_mmqa_items(mmqa_dir), progress=False, batch_size=32)
         assert not rep.skipped
         from mindgap.gap.auto import fit_auto
 
         fit_auto(r)
     return uri
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+def test_hybrid_search_is_a_read(tmp_path, mmqa_dir, offline_encoder) -> None:
+    """A store indexed without --lexical: a hybrid search answers from a transient in-memory index
+    and writes nothing into the store (no lexical/ folder, manifest unchanged)."""
+    d = tmp_path / "plain"
+    with Retriever(f"exact:{d}", encoder=offline_encoder) as r:
+        r.index(_mmqa_items(mmqa_dir, n_img=4, n_txt=10), progress=False)
+        from mindgap.gap.auto import fit_auto
+
+        fit_auto(r)  # as `mindgap index` does
+    before = _tree(d)
+    with Retriever(f"exact:{d}", encoder=offline_encoder) as r:
+        hits = r.search("Diana Ross", k=3, hybrid=True)
+        assert hits[0].id == "ef0079178ab409c6b157c7d080ca7600"
+        assert r.lexical_index().path is None
+    assert _tree(d) == before and not (d / "lexical").exists()
 
 
 def test_default_fusion_is_fitted() -> None:

@@ -277,7 +277,8 @@ class Retriever:
             m = self.manifest
             rec = dict(m.lexical or {})
             want = list(rec.get("fields") or []) if fields is None else [str(f) for f in fields]
-            if self._lex is not None and self._lex.fields == want:
+            if self._lex is not None and self._lex.fields == want and (self._lex.path is not None or
+                                                                       lexical_dir(self.store.uri) is None):
                 return self._lex
             lex = LexicalIndex(lexical_dir(self.store.uri), want)
             if rec and list(rec.get("fields") or []) != want:  # other fields: re-derive every entry
@@ -290,9 +291,28 @@ class Retriever:
             return lex
 
     def lexical_index(self, *, sync: bool = True) -> Any:
-        """The store's lexical side index (built from the committed items on first use), in step
-        with the vectors when ``sync`` (a count check; an id diff when the counts differ)."""
-        lex = self._lex if self._lex is not None else self.enable_lexical()
+        """The store's lexical side index, in step with the vectors when ``sync`` (a count check;
+        an id diff when the counts differ).
+
+        A store indexed without one (no ``lexical`` entry in its manifest) gets a transient
+        in-memory index built from its committed items, for this process only: a search is a
+        read, so it writes nothing into the store (``mindgap index STORE --lexical`` /
+        :meth:`enable_lexical` keeps one on disk, in step with ingestion)."""
+        if self._lex is None:
+            m = self.store.manifest
+            if m is not None and m.lexical is not None:
+                self.enable_lexical()
+            else:
+                from .lexical import LexicalIndex
+
+                with self._lock:
+                    if self._lex is None:
+                        log.info("no lexical index recorded for %s: building one in memory for this process "
+                                 "(`mindgap index STORE --lexical` keeps one on disk)", self.store.uri)
+                        lex = LexicalIndex(None, [])
+                        lex.sync(self.store)
+                        self._lex = lex
+        lex = self._lex
         if sync:
             lex.sync(self.store)
         return lex

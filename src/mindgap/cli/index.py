@@ -150,8 +150,9 @@ def register(app: typer.Typer) -> None:
                                            "the store's own texts) and make it the default, so searches return both "
                                            "modalities (`--gap naive`: raw cosine)."),
         lexical: bool = typer.Option(False, "--lexical",
-                                     help="Keep a lexical (BM25) side index for `search --hybrid` in step with "
-                                          "this ingestion (otherwise built on the first hybrid search)."),
+                                     help="Keep a lexical (BM25) side index for `search --hybrid` on disk, in step "
+                                          "with this ingestion (without it, a hybrid search builds a transient one "
+                                          "in memory and writes nothing)."),
         lexical_fields: str = typer.Option(None, "--lexical-fields",
                                            help="Comma-separated metadata fields the lexical index also covers "
                                                 "(besides text, title, caption(s), alt(_text), name, filename, "

@@ -123,10 +123,10 @@ def register(app: typer.Typer) -> None:
                                             "correctors: calibrated, the default 'auto'); none left = nothing in the "
                                             "store is likely relevant."),
         hybrid: bool = typer.Option(False, "--hybrid",
-                                    help="Add BM25 evidence from the store's lexical side index (built from the "
-                                         "stored texts, titles, captions, alt text and file names on first use) to "
-                                         "text queries, fused into one calibrated P(relevant); an item with no text "
-                                         "keeps its dense probability."),
+                                    help="Add BM25 evidence from the store's lexical side index (the stored "
+                                         "texts, titles, captions, alt text and file names; in memory when the store "
+                                         "was indexed without --lexical) to text queries, fused into one calibrated "
+                                         "P(relevant); an item with no text keeps its dense probability."),
         fusion: str = typer.Option("calibrated", "--fusion",
                                    help="--hybrid fusion rule: calibrated (default), or a peer rule for comparison: "
                                         "weighted (0.7 dense / 0.3 BM25), rrf, minmax, dbsf, lexical (BM25 only)."),
