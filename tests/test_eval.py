@@ -341,3 +341,14 @@ def test_image_queries_in_the_format(tmp_path: Path, offline_encoder, flickr_tes
     assert m["TextQ"]["R@18"] == 1.0  # 18 items in the store: the gold is always somewhere
     assert res["gaps"]["naive"]["rank_check"]["mismatch"] == 0
     assert res["tradeoff"] is None  # no ImageQ: no ImageQ-vs-TextQ trade-off to trace
+
+
+def test_relevant_sets_for_test_and_fit_items(calib_ids: list[str]) -> None:
+    from mindgap.eval.runner import relevant_sets
+
+    b = build_caption_benchmark("flickr8k_224", fit_images=calib_ids, limit=3, fit_limit=3)
+    t, f = b.split("test")[0], b.split("fit")[0]
+    src_t, src_f = t.source_ids[0], f.source_ids[0]
+    assert set(relevant_sets(b, [t])[0]) == {src_t, f"{src_t}#0"}  # the photo and its sibling passage
+    assert set(relevant_sets(b, [f], fit=True)[0]) == {src_f, f"{src_f}#0"}
+    assert relevant_sets(b, [f])[0] == list(f.gold_ids)  # fit items are not in the test store

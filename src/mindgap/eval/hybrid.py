@@ -33,21 +33,6 @@ KS = (1, 5, 10)
 DEPTH = 100
 
 
-def _relevant(bench: Any, queries: Sequence[Any], *, fit: bool) -> list[list[str]]:
-    """Gold ids plus every item of the same source in the store the queries search (fit or test items)."""
-    by_src: dict[str, list[str]] = {}
-    for r in bench.corpus:
-        if (r.get("split") == "fit") == fit and r.get("source_id"):
-            by_src.setdefault(str(r["source_id"]), []).append(str(r["id"]))
-    out = []
-    for q in queries:
-        rel = list(q.gold_ids)
-        for s in q.source_ids:
-            rel += [i for i in by_src.get(s, []) if i not in rel]
-        out.append(rel)
-    return out
-
-
 def _metrics(queries: Sequence[Any], hits: Sequence[Sequence[Hit]], rel: Sequence[Sequence[str]],
              pos: dict[str, Any]) -> dict[str, Any]:
     from .metrics import summarize
@@ -78,7 +63,7 @@ def evaluate_benchmark(bench: Any, store: str, *, encoder: str, fit_store: str |
 
     from ..hybrid import fit_fusion, fuse, gather, rank_hits
     from ..retriever import Retriever
-    from .runner import EvalConfig, _embed_queries, build_fit_data
+    from .runner import EvalConfig, _embed_queries, build_fit_data, relevant_sets
 
     cfg = EvalConfig()
     retr = _store_for(Retriever, store, encoder, bench.corpus_items(), progress)
@@ -94,9 +79,9 @@ def evaluate_benchmark(bench: Any, store: str, *, encoder: str, fit_store: str |
         fretr.enable_lexical()
     else:
         fretr = retr
-    frel = _relevant(bench, fit.queries, fit=fit_store is not None)
+    frel = relevant_sets(bench, fit.queries, fit=fit_store is not None)
     ftexts = [q.query or "" for q in fit.queries]
-    rel = _relevant(bench, test.queries, fit=False)
+    rel = relevant_sets(bench, test.queries)
     pos: dict[str, Any] = {}
     for m in MODALITIES:
         ids, _ = retr.store.vectors(m)

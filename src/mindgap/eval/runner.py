@@ -248,12 +248,13 @@ def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modalit
     return out
 
 
-def relevant_sets(bench: Benchmark, queries: Sequence[Query]) -> list[list[str]]:
+def relevant_sets(bench: Benchmark, queries: Sequence[Query], *, fit: bool = False) -> list[list[str]]:
     """Multi-gold relevance: a query's gold ids plus every searchable corpus item from the same
-    source (Flickr8k: a caption query's photo *and* its sibling caption passage)."""
+    source (Flickr8k: a caption query's photo *and* its sibling caption passage); ``fit``: the
+    items of the fit split instead (for queries searched against a store of fit items)."""
     by_src: dict[str, list[str]] = {}
     for r in bench.corpus:
-        if r.get("split") != "fit" and r.get("source_id"):
+        if (r.get("split") == "fit") == fit and r.get("source_id"):
             by_src.setdefault(str(r["source_id"]), []).append(str(r["id"]))
     out = []
     for q in queries:
