@@ -417,6 +417,7 @@ def test_fuse_endpoint_inline_corrector_store_corrector_and_errors(client):
         ({"candidates": {"text": [{"id": "a", "cosine": 0.5}]}, "min_prob": 0.5, "gap": "naive"}, 400, "min_prob"),
         ({"candidates": {"text": [{"id": "a", "cosine": 5}]}}, 422, None),
         ({"candidates": {"audio": []}}, 422, None),
+        (dict(req, query=[1e300, 0.0]), 400, "query"),  # beyond float32: inf, refused (not a NaN ranking)
     ]:
         r = client.post("/fuse", json=body)
         assert r.status_code == status, (body, r.text)

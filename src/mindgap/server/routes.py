@@ -420,8 +420,9 @@ def router(cfg: Any) -> APIRouter:
             pc = PortableCorrector(retr.gap(name), m.encoder_spec, m.dim, {"name": name})
         cands = {"text": [(c.id, c.cosine) for c in body.candidates.text],
                  "image": [(c.id, c.cosine) for c in body.candidates.image]}
-        hits = fuse(cands, pc, k=body.k, query=None if body.query is None else np.asarray(body.query, np.float32),
-                    query_modality=body.query_modality, min_prob=body.min_prob)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which fuse refuses (400)
+            query = None if body.query is None else np.asarray(body.query, np.float32)
+        hits = fuse(cands, pc, k=body.k, query=query, query_modality=body.query_modality, min_prob=body.min_prob)
         return {"corrector": pc.meta.get("name") or pc.corrector.name, "k": body.k, "min_prob": body.min_prob,
                 "hits": [h.to_dict() for h in hits],
                 "counts": {m: sum(h.modality == m for h in hits) for m in ("text", "image")}}
