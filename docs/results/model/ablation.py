@@ -39,8 +39,10 @@ ROWS: dict[str, tuple[dict, str]] = {
     "batch-1024": ({"batch_size": 1024}, "more in-batch negatives (batch 1024)"),
     "fixed-T": ({"learn_temperature": False, "init_temperature": 0.05}, "temperature fixed at 0.05"),
     "ema": ({"ema": 0.995}, "EMA of weights (decay 0.995)"),
+    "ema-epochs-20": ({"ema": 0.995, "epochs": 20}, "EMA 0.995 and 20 epochs (the two calib winners together)"),
     "head-512": ({"head_hidden": 512}, "narrower image head (hidden 512)"),
     "text-top1": ({"text_tune_layers": 1}, "text side: top MiniLM layer unfrozen"),
+    "text-top1-ema": ({"text_tune_layers": 1, "ema": 0.995}, "top MiniLM layer unfrozen + EMA 0.995"),
     "unfreeze-2": ({"unfreeze": 2}, "image side: head conv + last block unfrozen"),
     "res-160": ({"image_size": 160}, "resolution 160 px"),
 }
