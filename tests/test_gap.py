@@ -361,3 +361,25 @@ def test_chain_cross_fits_pair_fitted_steps_so_later_statistics_match_new_querie
     assert np.array_equal(oof.steps[0].linear_map(T, I).W_, insample.steps[0].linear_map(T, I).W_)
     back = corrector_from_dict(json.loads(json.dumps(oof.to_dict())))
     assert back.cv_folds == 5 and back.spec == oof.spec
+
+
+def test_fit_checked_names_the_spec_on_numerical_failure() -> None:
+    """A singular fit (LinAlgError/ValueError from numpy) becomes one clear InputError naming the
+    spec, for Retriever.fit_gap and portable.fit_corrector alike; mindgap's own errors pass through."""
+    import numpy as np
+    import pytest
+
+    from mindgap.errors import InputError, NotFittedError
+    from mindgap.gap.base import fit_checked
+
+    class Boom:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def fit(self, data):  # noqa: ANN001
+            raise self.exc
+
+    with pytest.raises(InputError, match="cannot fit 'linear'"):
+        fit_checked(Boom(np.linalg.LinAlgError("singular matrix")), None, "linear")
+    with pytest.raises(NotFittedError):
+        fit_checked(Boom(NotFittedError("x")), None, "linear")

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, InputError, MindgapError, StoreError
+from .errors import ImageError, InputError, StoreError
 from .gap import FitData, GapCorrector, corrector_from_dict, make_corrector
+from .gap.base import fit_checked
 from .manifest import Manifest, encoder_training_info
 from .stores import VectorStore, open_store
 from .ingest.report import IngestReport
@@ -592,12 +593,7 @@ class Retriever:
             data.corpus = self.corpus_sample(corpus_sample)
         if not data.counts:
             data.counts = {m.value: self.store.count(m) for m in MODALITIES}
-        try:
-            corr.fit(data)
-        except MindgapError:
-            raise
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            raise InputError(f"cannot fit {spec!r}: {exc}", item="gap") from None
+        fit_checked(corr, data, spec)
         key = name or spec
         if save:
             m = self.manifest

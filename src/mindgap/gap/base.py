@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InputError, NotFittedError, SpecError
+from ..errors import InputError, MindgapError, NotFittedError, SpecError
 from ..registry import gap_correctors
 from ..types import Modality
 
@@ -213,6 +213,17 @@ class GapCorrector:
 #: arrays with more elements than this are stored as base64 (a 512×512 map as a JSON list
 #: of floats would be ~5 MB of manifest; base64 float32 is 1.4 MB and bit-exact)
 B64_MIN_SIZE = 1024
+
+
+def fit_checked(corr: "GapCorrector", data: FitData, spec: str) -> "GapCorrector":
+    """``corr.fit(data)`` with numerical failures (singular matrices, degenerate pairs) turned into
+    a clear :class:`InputError` naming the spec; mindgap's own errors pass through."""
+    try:
+        return corr.fit(data)
+    except MindgapError:
+        raise
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise InputError(f"cannot fit {spec!r}: {exc}", item="gap") from None
 
 
 def _parse_value(val: str) -> Any:

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import InputError, MindgapError, NotFittedError
 from ..types import MODALITIES, Modality
-from .base import FitData, GapCorrector
+from .base import FitData, GapCorrector, fit_checked
 
 #: the ``format`` field of a standalone corrector file
 FORMAT = "mindgap.corrector"
@@ -323,12 +323,7 @@ def fit_corrector(spec: str, *, queries: Any = None, gold: Any = None, gold_moda
         raise InputError(f"pairs must be 'gold' or 'pseudo', got {pairs!r}", item="pairs")
     cnt = {Modality.parse(m).value: int(n) for m, n in (counts or {}).items()} or {m: len(x) for m, x in samp.items()}
     data = FitData(queries=q, gold=g, gold_modality=gm, query_modality=qmod, corpus=samp, pairs=pairs, counts=cnt)
-    try:
-        corr.fit(data)
-    except MindgapError:
-        raise
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        raise InputError(f"cannot fit {spec!r}: {exc}", item="gap") from None
+    fit_checked(corr, data, spec)
     dim = q.shape[1] if q is not None else (next(iter(samp.values())).shape[1] if samp else None)
     fitted = {"pairs": pairs if q is not None else "corpus statistics", "queries": 0 if q is None else int(len(q)),
               "counts": cnt, "source": "arrays"}
