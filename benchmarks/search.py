@@ -250,8 +250,8 @@ def run_backend(name: str, items: list, vecs: np.ndarray, q: np.ndarray, truth: 
     return rec
 
 
-def gap_retriever(items: list, vecs: np.ndarray, q: np.ndarray) -> Any:
-    """A Retriever on an exact store with ``zscore`` fitted on pseudo pairs of 200 queries."""
+def gap_retriever(items: list, vecs: np.ndarray, q: np.ndarray, gap: str = "zscore") -> Any:
+    """A Retriever on an exact store with ``gap`` fitted on pseudo pairs of 200 queries."""
     from mindgap import Retriever
     from mindgap.encoders import DEFAULT_OFFLINE_SPEC
     from mindgap.manifest import Manifest
@@ -262,7 +262,7 @@ def gap_retriever(items: list, vecs: np.ndarray, q: np.ndarray) -> Any:
         st.add(items[b : b + 50_000], vecs[b : b + 50_000])
     st.save_manifest(Manifest(encoder_spec=DEFAULT_OFFLINE_SPEC, dim=vecs.shape[1]))
     r = Retriever(st)
-    r.fit_gap("zscore", data=r.pseudo_pairs(q[:200]))
+    r.fit_gap(gap, data=r.pseudo_pairs(q[:200]))
     return r
 
 

@@ -35,13 +35,9 @@ def texts_for(n_text: int, n_img: int) -> tuple[list[str], list[str | None], lis
 
 
 def hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
-    from search import K, load_avg, make_corpus
+    from search import K, gap_retriever, load_avg, make_corpus
 
-    from mindgap import Retriever
-    from mindgap.encoders import DEFAULT_OFFLINE_SPEC
     from mindgap.lexical import LexicalIndex
-    from mindgap.manifest import Manifest
-    from mindgap.stores.exact import ExactStore
     from mindgap.types import Item, Modality
 
     q = np.ascontiguousarray(base["queries"][: args.queries])
@@ -60,12 +56,8 @@ def hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
             else:
                 fixed.append(Item(it.id, it.modality, uri=f"/img/{ii:07d}.jpg", text=titles[ii]))
                 ii += 1
-        st = ExactStore()
-        for b in range(0, len(fixed), 50_000):
-            st.add(fixed[b : b + 50_000], vecs[b : b + 50_000])
-        st.save_manifest(Manifest(encoder_spec=DEFAULT_OFFLINE_SPEC, dim=vecs.shape[1]))
-        r = Retriever(st)
-        r.fit_gap("calibrated", data=r.pseudo_pairs(q[:200]))
+        r = gap_retriever(fixed, vecs, q, gap="calibrated")
+        st = r.store
         row: dict[str, Any] = {"load_before": load_avg()}
         t = time.perf_counter()
         r.enable_lexical()
