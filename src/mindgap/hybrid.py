@@ -139,8 +139,6 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
 
     ``dense_score=False`` (the calibrated rule needs only probabilities) skips the corrector's
     ranking score (``Candidates.dense_score`` is then the probability)."""
-    from .stores.base import topk_rows
-
     lex = retr.lexical_index(sync=True)
     no_text = lex.no_text_ids()
     per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm")} for _ in q]
@@ -150,13 +148,7 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
     for m in mods:
         if retr.store.count(m) == 0:
             continue
-        qm = corr.prepare_query(q, qmod, m)
-        if corr.transforms_items:
-            ids, mat = retr._items_matrix(corr, gap_name, m)
-            idx, vals = topk_rows(qm @ mat.T, depth)
-            dense_res[m] = (qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)])
-        else:
-            dense_res[m] = (qm, retr.store.search(qm, depth, m))
+        dense_res[m] = retr.dense_candidates(corr, gap_name, q, qmod, m, depth)
     lex_hits = lex_job.result()
     for m, (qm, res) in dense_res.items():
         in_dense = [{i for i, _ in r} for r in res]

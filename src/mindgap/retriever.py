@@ -385,6 +385,20 @@ class Retriever:
             self._item_cache[key] = cached
         return cached[1], cached[2]
 
+    def dense_candidates(self, corr: GapCorrector, gap_name: str, q: np.ndarray, qmod: Modality, m: Modality,
+                         depth: int) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """Each query's best ``depth`` items of modality ``m`` with their cosines, in the space the
+        corrector searches (its prepared query; its transformed items when it transforms them)
+        → ``(prepared queries, per-query [(id, cosine), ...])``."""
+        from .stores.base import topk_rows
+
+        qm = corr.prepare_query(q, qmod, m)
+        if corr.transforms_items:
+            ids, mat = self._items_matrix(corr, gap_name, m)
+            idx, vals = topk_rows(qm @ mat.T, depth)
+            return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+        return qm, self.store.search(qm, depth, m)
+
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
                        k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
                        fetch: bool = True, texts: Sequence[str] | None = None,
@@ -400,8 +414,6 @@ class Retriever:
         ``lexical``) adds BM25 evidence from the store's lexical side index to text queries (``texts``
         needed; :mod:`mindgap.hybrid`); image queries carry no words and search dense only.
         """
-        from .stores.base import topk_rows
-
         if int(k) < 1:
             raise InputError("k must be >= 1", item="k")
         qmod = Modality.parse(query_modality)
@@ -427,13 +439,7 @@ class Retriever:
         for m in mods:
             if self.store.count(m) == 0:
                 continue
-            qm = corr.prepare_query(q, qmod, m)
-            if corr.transforms_items:
-                ids, mat = self._items_matrix(corr, gap_name, m)
-                idx, vals = topk_rows(qm @ mat.T, depth)
-                res = [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
-            else:
-                res = self.store.search(qm, depth, m)
+            _, res = self.dense_candidates(corr, gap_name, q, qmod, m, depth)
             live = [qi for qi, hits in enumerate(res) if hits and (routes is None or m in routes[qi])]
             if not live:
                 continue
