@@ -414,8 +414,7 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
     Returns:
         Up to ``k`` :class:`FusedHit`, best first (fewer when ``min_prob`` drops some).
     """
-    pc = corrector if isinstance(corrector, PortableCorrector) else (
-        PortableCorrector(corrector) if isinstance(corrector, GapCorrector) else load_corrector(corrector))
+    pc = as_portable(corrector)
     corr = pc.corrector
     _check_portable(corr)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
@@ -467,9 +466,8 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
         sims = np.array([[c[1] for c in lst]], np.float32)
         try:
             sc = np.asarray(corr.score_query(sims, q, qmod, m), np.float64)[0]
-            pr = None if min_prob is None else np.asarray(corr.probability(sims, q, qmod, m), np.float64)[0]
-            if pr is None and getattr(corr, "gives_probability", False):
-                pr = np.asarray(corr.probability(sims, q, qmod, m), np.float64)[0]
+            pr = (np.asarray(corr.probability(sims, q, qmod, m), np.float64)[0]
+                  if min_prob is not None or getattr(corr, "gives_probability", False) else None)
         except NotFittedError as exc:
             raise InputError(str(exc), item="corrector") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
