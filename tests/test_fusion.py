@@ -289,3 +289,20 @@ def test_calibrated_fast_path_equals_the_general_one(synth) -> None:
         shuffled = np.ascontiguousarray(sims[:, ::-1])  # unsorted rows take the general path
         slow = corr.score_query(shuffled, synth.queries[:5], Modality.TEXT, m)[:, ::-1]
         np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+
+
+def test_calibrated_lists_scored_at_once_and_batched_equals_single(synth) -> None:
+    """score_lists (the search path: a query's per-modality lists in one pass) gives score_query's
+    floats; a batch of calibrated searches gives each query's single search exactly."""
+    r = Retriever(synth.store)
+    corr = r.fit_gap("calibrated", _fresh(synth.data))
+    rng = np.random.default_rng(4)
+    a, b = (np.sort(rng.uniform(-0.2, 0.9, (3, 20)), axis=1)[:, ::-1].astype(np.float32) for _ in range(2))
+    q, T, I = synth.queries[:3], Modality.TEXT, Modality.IMAGE
+    for n in (1, 3):
+        lists = [(a[:n], q[:n], T, T), (b[:n], q[:n], T, I)]
+        for got, job in zip(corr.score_lists(lists), lists):
+            assert np.array_equal(got, corr.score_query(*job))
+    batched = r.search_vectors(synth.queries[:8], k=10, gap="calibrated", fetch=False)
+    single = [r.search_vectors(synth.queries[i : i + 1], k=10, gap="calibrated", fetch=False)[0] for i in range(8)]
+    assert [[h.to_dict() for h in hs] for hs in batched] == [[h.to_dict() for h in hs] for hs in single]

@@ -204,6 +204,32 @@ def test_exact_ties_break_by_id(storage):
     assert got == expect
 
 
+def test_rerank_sorts_like_score_then_id() -> None:
+    """rerank / exact_search order candidates by an array sort: the same as a sort by (-cosine, id),
+    exact ties (by id, whatever the row order) included; a query alone gets what it gets in a batch."""
+    from mindgap.stores.base import exact_search, rerank
+
+    rng = np.random.default_rng(5)
+    vecs = unit(rng.normal(size=(50, 8))).astype(np.float32)
+    vecs[[7, 30, 41]] = vecs[3]  # exact ties, ids not in row order
+    ids = [f"x{(i * 37) % 50:02d}" for i in range(50)]
+    q = unit(rng.normal(size=(6, 8))).astype(np.float32)
+    q[0] = vecs[3]
+    for qi in q:
+        s = vecs @ qi
+        want = sorted(((ids[i], float(s[i])) for i in range(50)), key=lambda h: (-h[1], h[0]))
+        assert rerank(qi, ids, vecs, 10) == want[:10]
+    batch = exact_search(q, vecs, 10, ids.__getitem__)
+    assert batch == [exact_search(q[i : i + 1], vecs, 10, ids.__getitem__)[0] for i in range(len(q))]
+    for hits in batch:
+        assert len(hits) == 10 and hits == sorted(hits, key=lambda h: (-h[1], h[0]))
+    assert [i for i, _ in batch[0][:4]] == sorted(ids[j] for j in (3, 7, 30, 41))
+    dead = np.zeros(50, bool)
+    dead[[3, 30]] = True
+    got = exact_search(q[:1], vecs, 10, ids.__getitem__, dead)[0]
+    assert [i for i, _ in got[:2]] == sorted(ids[j] for j in (7, 41)) and ids[3] not in dict(got)
+
+
 def test_k_larger_than_count_and_empty(storage):
     s = storage()
     q = queries(3)

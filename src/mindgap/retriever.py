@@ -436,6 +436,7 @@ class Retriever:
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)
         routes = corr.route(q, qmod, texts=texts) if getattr(corr, "uses_query_text", False) else corr.route(q, qmod)
         per_query: list[list[tuple[float, float, str, Modality, int]]] = [[] for _ in range(len(q))]
+        jobs: list[tuple[Modality, list[int], list[list[tuple[str, float]]], np.ndarray]] = []
         for m in mods:
             if self.store.count(m) == 0:
                 continue
@@ -448,17 +449,22 @@ class Retriever:
             else:
                 groups = [[qi] for qi in live]
             for g in groups:
-                sims = np.array([[s for _, s in res[qi]] for qi in g], dtype=np.float32)
-                scores = np.asarray(corr.score_query(sims, q[g], qmod, m))
-                probs = None if min_prob is None else corr.probability(sims, q[g], qmod, m)
-                for gi, qi in enumerate(g):
-                    hits, sc = res[qi], scores[gi]
-                    # scores fall along a modality's list, so only its best k (ties kept) can enter the merge
-                    keep = range(len(hits)) if len(hits) <= k else np.flatnonzero(
-                        sc >= np.partition(sc, len(hits) - k)[len(hits) - k])
-                    for j in keep:
-                        if probs is None or probs[gi][j] >= min_prob:
-                            per_query[qi].append((float(sc[j]), hits[j][1], hits[j][0], m, int(j) + 1))
+                jobs.append((m, g, res, np.array([[s for _, s in res[qi]] for qi in g], dtype=np.float32)))
+        lists = [(sims, q[g], qmod, m) for m, g, _, sims in jobs]
+        # correctors that can score several lists in one pass (calibrated: both modalities at once)
+        scored = corr.score_lists(lists) if hasattr(corr, "score_lists") else [corr.score_query(*j) for j in lists]
+        for (m, g, res, sims), scores in zip(jobs, scored):
+            scores = np.asarray(scores)
+            probs = None if min_prob is None else corr.probability(sims, q[g], qmod, m)
+            n = scores.shape[1]  # a group's lists share their length
+            # scores fall along a modality's list, so only its best k (ties kept) can enter the merge
+            kth = np.partition(scores, n - k, axis=1)[:, n - k].tolist() if n > k else None
+            for gi, (qi, sc) in enumerate(zip(g, scores.astype(np.float64).tolist())):
+                hits = res[qi]
+                keep = range(n) if kth is None else [j for j, v in enumerate(sc) if v >= kth[gi]]
+                for j in keep:
+                    if probs is None or probs[gi][j] >= min_prob:
+                        per_query[qi].append((sc[j], hits[j][1], hits[j][0], m, j + 1))
         out: list[list[Hit]] = []
         for qi, cands in enumerate(per_query):
             cands.sort(key=lambda c: (-c[0], c[2]))

@@ -45,6 +45,7 @@ fall along a modality's list, so per-modality top-k then merge stays exact.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -209,7 +210,7 @@ class Calibrated(GapCorrector):
         self.calib_: dict[str, dict[str, dict[str, Any]]] | None = None
         self.route_: dict[str, dict[str, Any]] | None = None
         self.pairs_: str | None = None
-        self._fast: dict[tuple[Any, Any], tuple[float, float, float]] = {}  # search-time constants
+        self._fast: dict[Any, Any] = {}  # search-time constants
 
     @property
     def list_depth(self) -> int:  # type: ignore[override]
@@ -385,8 +386,8 @@ class Calibrated(GapCorrector):
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         return p if prior is None else p * prior[:, None]
 
-    def _constants(self, query_modality: Modality, modality: Modality) -> tuple[float, float, float]:
-        """(t·a, t·b, log of the "none" mass) for the Platt fast path, cached per modality pair."""
+    def _constants(self, query_modality: Modality, modality: Modality) -> np.ndarray:
+        """``[[t·a, t·b, log of the "none" mass]]`` for the Platt fast path, cached per modality pair."""
         key = (query_modality, modality)
         got = getattr(self, "_fast", {}).get(key)
         if got is None:
@@ -395,27 +396,72 @@ class Calibrated(GapCorrector):
             lx = float(st["log_c"])
             if self.prior < 1:
                 lx = float(np.logaddexp(lx, math.log((1 - self.prior) / self.prior) + float(st["log_m0"])))
-            got = (t * float(st["a"]), t * float(st["b"]), lx)
+            got = np.array([[t * float(st["a"]), t * float(st["b"]), lx]])
             if not hasattr(self, "_fast"):
                 self._fast = {}
             self._fast[key] = got
         return got
 
+    @staticmethod
+    def _sorted(sim: np.ndarray) -> bool:
+        return sim.shape[1] < 2 or bool((sim[:, :-1] >= sim[:, 1:]).all())
+
+    def _fast_scores(self, sim: np.ndarray, ta: Any, tb: Any, lx: Any) -> np.ndarray:
+        """The search path (sorted float64 lists, Platt, no routing): the same formulas as
+        :meth:`_posterior` and the coverage gain in fewer array operations; ``ta``, ``tb``, ``lx``
+        (:meth:`_constants`) are ``(1, 1)`` or per-row ``(n, 1)`` columns."""
+        z = sim * ta
+        z += tb
+        top = np.maximum(z[:, :1], lx)
+        z -= top
+        e = np.exp(z, out=z)
+        den = np.add.reduce(e[:, : self.depth], axis=1, keepdims=True)
+        den += np.exp(lx - top)
+        p = np.divide(e, den, out=e)
+        if self.coverage <= 0:
+            return p
+        cum = np.add.accumulate(p, axis=1)  # = cumsum
+        gain = cum + self.eps
+        cum -= p
+        cum += self.eps
+        gain /= cum
+        gain = np.log(gain, out=gain)
+        gain *= self.coverage
+        gain += p
+        return gain
+
+    def score_lists(self, lists: list[tuple[np.ndarray, np.ndarray | None, Modality, Modality]]) -> list[np.ndarray]:
+        """:meth:`score_query` of several ``(sim, q, query modality, item modality)`` batches — one
+        search's per-modality lists — in one pass when they share a length (the same floats)."""
+        if len(lists) < 2 or self.method != "platt" or self.route_ is not None:
+            return [self.score_query(*job) for job in lists]
+        sims = [np.atleast_2d(s) for s, *_ in lists]
+        if len({s.shape[1] for s in sims}) != 1:
+            return [self.score_query(*job) for job in lists]
+        sim = np.concatenate(sims, dtype=np.float64)
+        if not self._sorted(sim):
+            return [self.score_query(*job) for job in lists]
+        rows = [len(s) for s in sims]
+        pairs = tuple((qm, m) for _, _, qm, m in lists)
+        if max(rows) == 1:  # one query (the single-search path): its constants' columns cached
+            fast = self.__dict__.setdefault("_fast", {})
+            cols = fast.get(pairs)
+            if cols is None:
+                c = np.concatenate([self._constants(qm, m) for qm, m in pairs])
+                cols = fast[pairs] = (c[:, 0:1], c[:, 1:2], c[:, 2:3])
+            out = self._fast_scores(sim, *cols)
+            return [out[i : i + 1] for i in range(len(rows))]
+        c = np.repeat(np.concatenate([self._constants(qm, m) for qm, m in pairs]), rows, axis=0)
+        out = self._fast_scores(sim, c[:, 0:1], c[:, 1:2], c[:, 2:3])
+        ends = list(itertools.accumulate(rows))
+        return [out[e - n : e] for n, e in zip(rows, ends)]
+
     def score_query(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
         sim = np.atleast_2d(np.asarray(sim, np.float64))
-        if self.method == "platt" and self.route_ is None and (
-                sim.shape[1] < 2 or bool((sim[:, :-1] >= sim[:, 1:]).all())):
-            # the search path (sorted lists, no routing): the same formulas in fewer array operations
-            ta, tb, lx = self._constants(query_modality, modality)
-            z = ta * sim + tb
-            top = np.maximum(z[:, :1], lx)
-            e = np.exp(z - top)
-            p = e / (e[:, : self.depth].sum(axis=1, keepdims=True) + np.exp(lx - top))
-            if self.coverage <= 0:
-                return p
-            cum = np.cumsum(p, axis=1)
-            return p + self.coverage * np.log((cum + self.eps) / (cum - p + self.eps))
+        if self.method == "platt" and self.route_ is None and self._sorted(sim):
+            c = self._constants(query_modality, modality)
+            return self._fast_scores(sim, c[:, 0:1], c[:, 1:2], c[:, 2:3])
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
         ps = self._posterior(ss, query_modality, modality)

@@ -229,8 +229,24 @@ def rerank(q: np.ndarray, ids: Sequence[str], vecs: np.ndarray, k: int) -> list[
     if not len(ids):
         return []
     s = np.asarray(vecs, dtype=np.float32) @ np.asarray(q, dtype=np.float32)
-    order = sorted(range(len(ids)), key=lambda i: (-float(s[i]), ids[i]))[:k]
-    return [(ids[i], float(s[i])) for i in order]
+    return _ranked(s, ids.__getitem__, k)
+
+
+def _ranked(s: np.ndarray, id_of: Callable[[int], str], k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of the candidate scores ``s`` as ``(id_of(i), score)``, ties by id.
+
+    An array sort orders the scores; unless they then strictly decrease (two exactly equal, or
+    one not a number) the order falls back to a Python sort by ``(-score, id)``, so ties always
+    break by id.
+    """
+    order = np.argsort(-s, kind="stable")
+    sv = s[order]
+    if len(sv) > 1 and not bool((sv[:-1] > sv[1:]).all()):
+        vals = s.tolist()
+        order = sorted(range(len(vals)), key=lambda i: (-vals[i], id_of(i)))[:k]
+        return [(id_of(i), vals[i]) for i in order]
+    order = order[:k].tolist()
+    return list(zip([id_of(i) for i in order], sv[:k].tolist()))
 
 
 def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], str],
@@ -247,11 +263,16 @@ def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], 
     sim = q @ mat.T
     if dead is not None:
         sim[:, dead] = -np.inf
-    idx, vals = topk_rows(sim, k + TIE_MARGIN)
+    n = k + TIE_MARGIN
+    if n < sim.shape[1]:  # the candidate set (its order does not matter: the re-rank sorts it)
+        idx = np.argpartition(-sim, n - 1, axis=1)[:, :n]
+    else:
+        idx = np.broadcast_to(np.arange(sim.shape[1]), sim.shape)
     out = []
-    for qi, row, val in zip(q, idx, vals):
-        row = row[np.isfinite(val)]
-        out.append(rerank(qi, [id_of(int(j)) for j in row], mat[row], k))
+    for qi, row, srow in zip(q, idx, sim):
+        row = np.sort(row[np.isfinite(srow[row])])  # in index order: the same rows alone or in a batch
+        rows = row.tolist()
+        out.append(_ranked(mat[row] @ qi, lambda i: id_of(rows[i]), k) if rows else [])
     return out
 
 
