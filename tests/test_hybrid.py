@@ -20,7 +20,7 @@ import pytest
 
 from mindgap.errors import InputError
 from mindgap.hybrid import DEFAULT_FUSION, parse_rule
-from mindgap.lexical import LexicalIndex, item_text, lexical_dir
+from mindgap.lexical import LexicalIndex, item_names, item_text, lexical_dir
 from mindgap.retriever import Retriever
 from mindgap.types import MODALITIES, Item, Modality
 
@@ -161,6 +161,65 @@ def test_item_text_and_rules() -> None:
     with pytest.raises(InputError) as e:
         parse_rule("bm42")
     assert e.value.item == "hybrid"
+
+
+def test_linked_names_second_hop() -> None:
+    """An item whose name a query's best passage mentions is linked (the passage itself is not;
+    a name of stop words only is not; a trailing disambiguator is dropped), with that passage's score."""
+    items = [Item("img:pst", Modality.IMAGE, uri="/p/a1b2c3.jpg", text="PlayStation Theater"),
+             Item("img:carrie", Modality.IMAGE, text="Carrie (1976 film)"),
+             Item("img:the", Modality.IMAGE, text="The"),
+             Item("img:other", Modality.IMAGE, text="Theater Royal"),
+             Item("img:bare", Modality.IMAGE, uri="/p/4f7d7ce270.jpg"),
+             Item("txt:shorty", Modality.TEXT, text="Shorty Awards. The 11th Shorty Awards were held at the "
+                                                   "PlayStation Theater in New York City; Carrie hosted."),
+             Item("txt:else", Modality.TEXT, text="An unrelated passage about the royal family and the weather.")]
+    assert item_names(items[1]) == ["Carrie"] and item_names(items[4]) == []
+    assert item_names(items[5]) == []  # a passage is too long to be a name
+    lex = LexicalIndex()
+    lex.add(items)
+    top = lex.search("the venue of the 11th Shorty Awards", 5, Modality.TEXT)
+    assert top[0][0] == "txt:shorty"
+    got = lex.linked(top)
+    assert set(got) == {"img:pst", "img:carrie"}, got  # not "The", not "Theater Royal" (no phrase), no self
+    assert got["img:pst"] == (top[0][1], "image")
+    assert lex.linked([]) == {} and lex.linked([("no-such-id", 3.0)]) == {}
+
+
+def test_hybrid_reaches_an_image_through_the_passage_that_names_it(mmqa_dir, offline_encoder, tmp_path) -> None:
+    """A real MMQA dev question that never names its gold image's title ("PlayStation Theater"):
+    the hybrid search finds it through the passage about the Shorty Awards (linked evidence);
+    BM25 + dense alone (the same fusion without the linked feature) ranks it lower."""
+    from mindgap.hybrid import FusionModel, fuse, gather, rank_hits
+
+    recs = [json.loads(line) for line in (mmqa_dir / "captions.jsonl").read_text().splitlines()]
+    gold = "4c844c3471073fa8895306cd677cde01"
+    recs = [x for x in recs if x["image_id"] == gold] + [x for x in recs if x["image_id"] != gold][:40]
+    items = [Item(id=x["image_id"], modality=Modality.IMAGE, uri=str(mmqa_dir / x["image"]), text=x["title"])
+             for x in recs]
+    with gzip.open(mmqa_dir / "subset_dev100/MMQA_texts_n100.jsonl.gz", "rt") as fh:
+        texts = [json.loads(line) for line in fh]
+    # the passages that mention the awards or the venue, and 150 others
+    about = [t for t in texts if "Shorty" in t["text"] or "PlayStation" in t["text"]]
+    items += [Item(id=t["id"], modality=Modality.TEXT, text=f"{t['title']}. {t['text']}")
+              for t in about + [t for t in texts if t not in about][:150]]
+    q = "The venue where the 11th annual Shorty Awards was held has how many faces on its billboard?"
+    with Retriever(f"exact:{tmp_path / 'mm'}", encoder=offline_encoder) as r:
+        r.index(items, progress=False, batch_size=64)
+        from mindgap.gap.auto import fit_auto
+
+        fit_auto(r)
+        assert any(h.id == gold for h in r.search(q, k=10, hybrid=True)), "linked evidence should reach the image"
+        corr, name = r.gap(r.gap_name(None)), r.gap_name(None)
+        qv = r.encoder.encode_text([q])
+        (c,) = gather(r, qv, Modality.TEXT, [q], gap_name=name, corr=corr, depth=20, mods=list(MODALITIES))
+        assert c.link is not None and c.link[c.ids.index(gold)] > 0
+        (c0,) = gather(r, qv, Modality.TEXT, [q], gap_name=name, corr=corr, depth=20, mods=list(MODALITIES),
+                       link=False)
+        no_link = FusionModel.from_dict({**DEFAULT_FUSION, "coef": {m: v[:3] for m, v in DEFAULT_FUSION["coef"].items()}})
+        top0 = [h.id for h in rank_hits(c0, fuse(c0, "calibrated", no_link, coverage=corr.coverage)[0], 50)]
+        top1 = [h.id for h in rank_hits(c, fuse(c, "calibrated", r.fusion_model(), coverage=corr.coverage)[0], 50)]
+        assert gold in top1[:3] and (gold not in top0 or top0.index(gold) > top1.index(gold)), (top0, top1)
 
 
 @pytest.mark.parametrize("backend", ["exact", "lancedb", "faiss",

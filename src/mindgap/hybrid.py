@@ -6,9 +6,13 @@ Every candidate gets its dense probability ``P_d`` from the probability correcto
 (``calibrated``, the store's ``auto``: the list posterior of METHODS §6, computed over the
 candidates' cosines). Then, rule ``calibrated`` (the default):
 
-* an item **with text**: ``P = σ(w_M · [logit P_d, s / s_max, log(1 + s)] + b_M)`` — ``s``
+* an item **with text**: ``P = σ(w_M · [logit P_d, s / s_max, log(1 + s), ℓ] + b_M)`` — ``s``
   its BM25 score (``0`` when its text does not match), ``s_max`` the query's best BM25 score
-  over both modalities; ``w_M, b_M`` a logistic regression fitted per item modality on the
+  over both modalities, ``ℓ`` its *linked* evidence: ``s_p / s_max`` of the best of the query's
+  top :data:`LINK_PASSAGES` BM25 passages that mention the item's name
+  (:meth:`~mindgap.lexical.LexicalIndex.linked`; 0 when none does) — the second hop of a
+  question that reaches an image through a passage; such items join the candidates;
+  ``w_M, b_M`` a logistic regression fitted per item modality on the
   candidates of fitting queries (labelled: the benchmark's fit split; the model's held-out
   calib captions) — :func:`fit_fusion`;
 * an item **without text** (a photo with no title, caption, alt text or file-name words):
@@ -46,14 +50,18 @@ from .types import MODALITIES, Hit, Modality
 RULES = ("calibrated", "weighted", "rrf", "minmax", "dbsf", "lexical")
 #: BM25 candidates per modality added to the dense ones
 LEX_DEPTH = 50
+#: the query's best BM25 passages whose mentions of item names count as linked evidence
+LINK_PASSAGES = 5
+#: the fusion's features for an item with text
+FEATURES = ("logit P_dense", "bm25 / max", "log(1 + bm25)", "linked")
 _EPS = 1e-6
 #: Fusion weights of a store that has none fitted: one fit over the fit candidates of both
 #: benchmarks (MMQA fit split, Flickr8k calib) with the label-free dense corrector ``auto`` that
 #: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
 #: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
 DEFAULT_FUSION: dict[str, Any] | None = {
-    "coef": {"text": [0.730671, 0.925378, 0.180782], "image": [0.379615, 1.106329, 1.501815]},
-    "intercept": {"text": -1.240031, "image": -3.622612},
+    "coef": {"text": [0.730812, 0.926711, 0.179954, 0.421546], "image": [0.40732, 0.582512, 1.115553, 2.70867]},
+    "intercept": {"text": -1.24004, "image": -3.374805},
     "no_text": {"text": [1.0, 0.0], "image": [0.662248, -0.422629]},
     "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
 }
@@ -77,11 +85,12 @@ def parse_rule(hybrid: bool | str | None) -> str | None:
 
 @dataclass
 class FusionModel:
-    """Per item modality: for items with text, logistic weights on ``[logit P_d, s/s_max, log1p(s)]``
-    and an intercept; for items without text (a missing lexical signal), ``σ(a · logit P_d + b)``
+    """Per item modality: for items with text, logistic weights on :data:`FEATURES`
+    (``[logit P_d, s/s_max, log1p(s), linked]``; a model saved with the first three reads the
+    fourth as 0) and an intercept; for items without text (a missing lexical signal), ``σ(a · logit P_d + b)``
     — the dense evidence alone, recalibrated on the same candidates so the two stay comparable."""
 
-    coef: dict[str, list[float]] = field(default_factory=lambda: {m.value: [1.0, 0.0, 0.0] for m in MODALITIES})
+    coef: dict[str, list[float]] = field(default_factory=lambda: {m.value: [1.0, 0.0, 0.0, 0.0] for m in MODALITIES})
     intercept: dict[str, float] = field(default_factory=lambda: {m.value: 0.0 for m in MODALITIES})
     no_text: dict[str, list[float]] = field(default_factory=lambda: {m.value: [1.0, 0.0] for m in MODALITIES})
     fitted_on: str = "identity (dense only)"
@@ -95,27 +104,31 @@ class FusionModel:
     def from_dict(cls, d: dict[str, Any] | None) -> "FusionModel":
         if not d:
             return cls()
-        return cls(coef={k: [float(x) for x in v] for k, v in d["coef"].items()},
+        n = len(FEATURES)
+        return cls(coef={k: ([float(x) for x in v] + [0.0] * n)[:n] for k, v in d["coef"].items()},
                    intercept={k: float(v) for k, v in d["intercept"].items()},
                    no_text={k: [float(x) for x in v] for k, v in (d.get("no_text") or {}).items()}
                    or {m.value: [1.0, 0.0] for m in MODALITIES},
                    fitted_on=str(d.get("fitted_on", "")), positives=dict(d.get("positives") or {}))
 
-    def prob(self, m: Modality, p_dense: np.ndarray, bm25: np.ndarray, s_max: float) -> np.ndarray:
+    def prob(self, m: Modality, p_dense: np.ndarray, bm25: np.ndarray, s_max: float,
+             link: np.ndarray | None = None) -> np.ndarray:
         """Fused P for candidates of modality ``m``; NaN ``bm25`` (no text): the no-text model."""
-        x = features(p_dense, bm25, s_max)
-        w = np.asarray(self.coef.get(m.value, [1.0, 0.0, 0.0]), np.float64)
+        x = features(p_dense, bm25, s_max, link)
+        w = np.asarray((list(self.coef.get(m.value, [1.0])) + [0.0] * len(FEATURES))[: len(FEATURES)], np.float64)
         z = x @ w + float(self.intercept.get(m.value, 0.0))
         a, b = self.no_text.get(m.value, [1.0, 0.0])
         z = np.where(np.isnan(bm25), a * x[:, 0] + b, z)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def features(p_dense: np.ndarray, bm25: np.ndarray, s_max: float) -> np.ndarray:
+def features(p_dense: np.ndarray, bm25: np.ndarray, s_max: float, link: np.ndarray | None = None) -> np.ndarray:
+    """The :data:`FEATURES` of candidates (``link``: their linked evidence, ``None`` = none)."""
     p = np.clip(np.asarray(p_dense, np.float64), 1e-7, 1 - 1e-7)
     s = np.nan_to_num(np.asarray(bm25, np.float64), nan=0.0)
     rel = s / s_max if s_max > 0 else np.zeros_like(s)
-    return np.stack([np.log(p) - np.log1p(-p), rel, np.log1p(s)], axis=1)
+    ln = np.zeros_like(s) if link is None else np.nan_to_num(np.asarray(link, np.float64), nan=0.0)
+    return np.stack([np.log(p) - np.log1p(-p), rel, np.log1p(s), ln], axis=1)
 
 
 @dataclass
@@ -130,29 +143,47 @@ class Candidates:
     in_dense: np.ndarray  # bool: in the dense top depth
     bm25: np.ndarray  # NaN = the item carries no text (missing); 0 = has text, no match
     s_max: float
+    link: np.ndarray | None = None  # linked evidence (LexicalIndex.linked, / s_max); None = not computed
 
 
 def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, gap_name: str, corr: Any,
            depth: int, mods: Sequence[Modality], lex_depth: int = LEX_DEPTH,
-           dense_score: bool = True) -> list[Candidates]:
-    """Dense + lexical candidates of each query (``q`` rows, ``texts`` their strings).
+           dense_score: bool = True, link: bool = True) -> list[Candidates]:
+    """Dense + lexical (+ linked) candidates of each query (``q`` rows, ``texts`` their strings).
 
     ``dense_score=False`` (the calibrated rule needs only probabilities) skips the corrector's
-    ranking score (``Candidates.dense_score`` is then the probability)."""
+    ranking score (``Candidates.dense_score`` is then the probability). ``link=False`` skips the
+    linked evidence (``Candidates.link`` stays ``None``)."""
     lex = retr.lexical_index(sync=True)
     no_text = lex.no_text_ids()
-    per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm")} for _ in q]
+    per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm", "ln")}
+                                       for _ in q]
+
+    def lexical_side(t: str) -> tuple[dict[Modality, dict[str, float]], dict[str, tuple[float, str]]]:
+        full = {m: lex.search(t, lex_depth, m, with_body=link and m == Modality.TEXT) for m in mods}
+        hits = {m: {h[0]: h[1] for h in hs} for m, hs in full.items()}
+        if not link:
+            return hits, {}
+        top = full[Modality.TEXT] if Modality.TEXT in full else lex.search(t, LINK_PASSAGES, Modality.TEXT,
+                                                                           with_body=True)
+        return hits, lex.linked(top[:LINK_PASSAGES])
+
     # BM25 runs on a thread while the dense search scans: tantivy and BLAS both release the GIL
-    lex_job = _pool().submit(lambda: [{m: dict(lex.search(t, lex_depth, m)) for m in mods} for t in texts])
+    lex_job = _pool().submit(lambda: [lexical_side(t) for t in texts])
     dense_res: dict[Modality, Any] = {}
     for m in mods:
         if retr.store.count(m) == 0:
             continue
         dense_res[m] = retr.dense_candidates(corr, gap_name, q, qmod, m, depth)
-    lex_hits = lex_job.result()
+    sides = lex_job.result()
+    lex_hits = [h for h, _ in sides]
+    links = [ln for _, ln in sides]
+    # the candidates each query adds beyond its dense list: BM25 hits, then linked items, per modality
+    more = [{m: list(dict.fromkeys([*lex_hits[qi][m], *(i for i, (_, lm) in links[qi].items() if lm == m.value)]))
+             for m in mods} for qi in range(len(q))]
     for m, (qm, res) in dense_res.items():
         in_dense = [{i for i, _ in r} for r in res]
-        extra_ids = sorted({i for qi in range(len(q)) for i in lex_hits[qi][m] if i not in in_dense[qi]})
+        extra_ids = sorted({i for qi in range(len(q)) for i in more[qi][m] if i not in in_dense[qi]})
         got, emat = retr.store.vectors(m, extra_ids) if extra_ids else ([], np.zeros((0, q.shape[1]), np.float32))
         if corr.transforms_items and len(got):
             emat = corr.transform_items(emat, m)
@@ -160,7 +191,7 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
         for qi in range(len(q)):
             dense = list(res[qi])
             seen = in_dense[qi]
-            extra = [(i, float(qm[qi] @ evec[i])) for i in lex_hits[qi][m] if i not in seen and i in evec]
+            extra = [(i, float(qm[qi] @ evec[i])) for i in more[qi][m] if i not in seen and i in evec]
             cands = sorted(dense + extra, key=lambda c: (-c[1], c[0]))
             if not cands:
                 continue
@@ -180,12 +211,15 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
                 P["ds"].append(float(ds[j]))
                 P["ind"].append(i in seen)
                 P["bm"].append(lex_hits[qi][m].get(i, math.nan if i in no_text else 0.0))
+                P["ln"].append(links[qi].get(i, (0.0, ""))[0])
     out = []
     for qi, P in enumerate(per):
-        s_max = max([s for m in mods for s in lex_hits[qi][m].values()], default=0.0)
+        s_max = max([s for m in mods for s in lex_hits[qi][m].values()]
+                    + [s for s, _ in links[qi].values()], default=0.0)
+        ln = np.asarray(P["ln"], np.float64) / s_max if s_max > 0 else np.zeros(len(P["ln"]))
         out.append(Candidates(P["ids"], P["mod"], np.asarray(P["cos"], np.float64), np.asarray(P["pd"], np.float64),
                               np.asarray(P["ds"], np.float64), np.asarray(P["ind"], bool),
-                              np.asarray(P["bm"], np.float64), float(s_max)))
+                              np.asarray(P["bm"], np.float64), float(s_max), ln if link else None))
     return out
 
 
@@ -244,7 +278,8 @@ def fuse(c: Candidates, rule: str, model: FusionModel | None = None, *, coverage
         for m in MODALITIES:
             sel = mods == m.value
             if sel.any():
-                P[sel] = model.prob(m, c.p_dense[sel], c.bm25[sel], c.s_max)
+                P[sel] = model.prob(m, c.p_dense[sel], c.bm25[sel], c.s_max,
+                                    None if c.link is None else c.link[sel])
         score = P.copy()
         if coverage > 0:
             for m in MODALITIES:
@@ -313,7 +348,7 @@ def fit_fusion(cands: Sequence[Candidates], relevant: Sequence[Sequence[str]], *
                 if not sel:
                     continue
                 bm = np.nan_to_num(c.bm25[sel], nan=0.0) if pooled else c.bm25[sel]
-                f = features(c.p_dense[sel], bm, c.s_max)
+                f = features(c.p_dense[sel], bm, c.s_max, None if c.link is None else c.link[sel])
                 X.append(f if part == "text" else f[:, :1])
                 y.extend(float(c.ids[j] in rs) for j in sel)
             npos = int(sum(y))
@@ -357,5 +392,5 @@ def hybrid_search(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str]
     return out
 
 
-__all__ = ["Candidates", "FusionModel", "RULES", "fit_fusion", "fuse", "gather", "hybrid_search", "parse_rule",
+__all__ = ["Candidates", "FEATURES", "FusionModel", "LINK_PASSAGES", "RULES", "fit_fusion", "fuse", "gather", "hybrid_search", "parse_rule",
            "rank_hits"]

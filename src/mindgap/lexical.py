@@ -22,6 +22,15 @@ hooks ``add_embedded``, the ingestion pipeline and ``delete``), each a tantivy c
 (run on open and before every hybrid search when the per-modality counts differ) diffs the
 ids and applies the difference, so after any crash the next open agrees with the vectors.
 
+Names and linked evidence. An item whose text (or metadata ``title`` / ``name``) is short — at
+most :data:`NAME_MAX_WORDS` words once a trailing disambiguator such as ``(1976 film)`` is
+dropped — also has a *name* (``name`` field): an image titled *PlayStation Theater*, a poster
+titled *Carrie (1976 film)*. :meth:`LexicalIndex.linked` finds the items whose name the query's
+best passages mention as a phrase: the second hop of a question that names a thing only
+through a passage ("the venue of the 11th Shorty Awards" → the passage that says *PlayStation
+Theater* → the image with that title). :mod:`mindgap.hybrid` turns it into one more feature of
+the calibrated fusion. Passage bodies are stored in the index for this step.
+
 Where it lives: ``<store folder>/lexical/`` (exact, FAISS, LanceDB, Qdrant local),
 ``<file>.lexical/`` beside a milvus-lite file, in memory for in-memory and remote stores
 (rebuilt from the store when opened). The manifest records it (``Manifest.lexical``).
@@ -50,6 +59,13 @@ _HEAP = 50_000_000
 #: Tried and not kept (runs not committed): dropping stop words (faster queries) and one search over
 #: both modalities instead of one per modality each lost MMQA golds from the candidate lists.
 TOKENIZER = "en_stem"
+#: the longest item text (in words) that is also a *name* passages can mention (module docstring)
+NAME_MAX_WORDS = 8
+#: a trailing disambiguator that passages do not repeat: "Carrie (1976 film)" → "Carrie"
+_DISAMBIG = re.compile(r"\s*\([^()]*\)\s*$")
+#: names made only of these (analysed) words are not linked: every passage mentions them
+_STOP = frozenset("a an and are as at be by for from has he her his i in is it its of on or she that the their "
+                  "there they this to was were will with you your".split())
 
 
 def _need_tantivy() -> Any:
@@ -103,6 +119,25 @@ def item_text(item: Item, fields: Sequence[str] = ()) -> str:
     return " ".join(parts).strip()
 
 
+def item_names(item: Item) -> list[str]:
+    """The item's *names*: its text and metadata ``title`` / ``name`` values of at most
+    :data:`NAME_MAX_WORDS` words, without a trailing parenthesised disambiguator.
+
+    Example:
+        >>> item_names(Item("a", Modality.IMAGE, text="Carrie (1976 film)", metadata={"title": "Carrie"}))
+        ['Carrie']
+        >>> item_names(Item("b", Modality.TEXT, text="A long passage about many things that goes on and on."))
+        []
+    """
+    md = item.metadata or {}
+    out: list[str] = []
+    for v in [*_values(item.text), *_values(md.get("title")), *_values(md.get("name"))]:
+        v = _DISAMBIG.sub("", v).strip()
+        if v and len(v.split()) <= NAME_MAX_WORDS and v not in out:
+            out.append(v)
+    return out
+
+
 def lexical_dir(uri: str) -> Path | None:
     """Where a store's side index lives (``None``: in memory — in-memory and remote stores)."""
     from .stores import local_path, split_store_uri
@@ -133,7 +168,8 @@ class LexicalIndex:
         sb.add_text_field("id", stored=True, tokenizer_name="raw")
         sb.add_text_field("modality", stored=True, tokenizer_name="raw")
         sb.add_text_field("has_text", stored=False, tokenizer_name="raw")
-        sb.add_text_field("body", stored=False, tokenizer_name=TOKENIZER)
+        sb.add_text_field("body", stored=True, tokenizer_name=TOKENIZER)  # stored: the passages `linked` reads
+        sb.add_text_field("name", stored=True, tokenizer_name=TOKENIZER)
         self.schema = sb.build()
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -178,7 +214,7 @@ class LexicalIndex:
                 w.delete_documents_by_term("id", it.id)
                 body = item_text(it, self.fields)
                 w.add_document(self._tv.Document(id=it.id, modality=it.modality.value,
-                                                 has_text="1" if body else "0", body=body))
+                                                 has_text="1" if body else "0", body=body, name=item_names(it)))
                 if self._no_text is not None:
                     (self._no_text.discard if body else self._no_text.add)(it.id)
             self._commit(w)
@@ -228,8 +264,10 @@ class LexicalIndex:
                 self._no_text = {s.doc(a)["id"][0] for _, a in s.search(q, n).hits} if n else set()
             return self._no_text
 
-    def search(self, query: str, k: int = 100, modality: Modality | str | None = None) -> list[tuple[str, float]]:
-        """BM25 top ``k`` ``(id, score)`` for a text query, best first (ties by id); only items that match."""
+    def search(self, query: str, k: int = 100, modality: Modality | str | None = None, *,
+               with_body: bool = False) -> list[Any]:
+        """BM25 top ``k`` ``(id, score)`` for a text query, best first (ties by id); only items that match.
+        ``with_body``: ``(id, score, indexed text)`` (what :meth:`linked` reads)."""
         if int(k) < 1:
             raise InputError("k must be >= 1", item="k")
         if not str(query).strip() or not self._analyzer.analyze(str(query)):
@@ -240,10 +278,68 @@ class LexicalIndex:
                 self._tv.Query.term_query(self.schema, "modality", Modality.parse(modality).value), 0.0)
             q = self._tv.Query.boolean_query([(self._tv.Occur.Must, q), (self._tv.Occur.Must, filt)])
         s = self.index.searcher()
-        hits = [(s.doc(a)["id"][0], float(sc)) for sc, a in s.search(q, int(k)).hits]
-        hits = [h for h in hits if h[1] > 0]
+        hits: list[Any] = []
+        for sc, a in s.search(q, int(k)).hits:
+            if sc > 0:
+                d = s.doc(a)
+                hits.append((d["id"][0], float(sc), d.get_first("body") or "") if with_body else (d["id"][0], float(sc)))
         hits.sort(key=lambda h: (-h[1], h[0]))
         return hits
+
+    def _tokens(self, text: str) -> list[str]:
+        return list(self._analyzer.analyze(str(text)))
+
+    def linked(self, passages: Sequence[tuple[Any, ...]], *, limit: int = 20) -> dict[str, tuple[float, str]]:
+        """Items whose name (:func:`item_names`) the ``passages`` mention.
+
+        ``passages``: ``(id, score)`` or ``(id, score, text)`` of indexed items (a query's best BM25
+        passages, e.g. :meth:`search` ``with_body=True``; without the text it is read from the index). An item is
+        linked when one of its names occurs in a passage as a contiguous phrase of analysed words
+        (stemmed, lowercase), the passage itself excluded and names made only of stop words
+        skipped. Returns ``{id: (strength, modality)}``, strength = the best score among the
+        passages that mention it. At most ``limit`` name candidates are checked (the names
+        sharing the most — by BM25 — of the passages' words).
+        """
+        if not passages:
+            return {}
+        tv = self._tv
+        s = self.index.searcher()
+        own = {str(p[0]) for p in passages}
+        seqs: list[tuple[str, float]] = []
+        words: set[str] = set()
+        for pas in passages:
+            pid, score = pas[0], pas[1]
+            if len(pas) > 2:
+                body = str(pas[2] or "")
+            else:
+                hit = s.search(tv.Query.term_query(self.schema, "id", str(pid)), 1).hits
+                if not hit:
+                    continue
+                body = s.doc(hit[0][1]).get_first("body") or ""
+            toks = self._tokens(body)
+            if toks:
+                seqs.append((" " + " ".join(toks) + " ", float(score)))
+                words.update(t for t in toks if t not in _STOP)
+        if not words:
+            return {}
+        q = tv.Query.boolean_query([(tv.Occur.Should, tv.Query.term_query(self.schema, "name", w))
+                                    for w in sorted(words)])
+        out: dict[str, tuple[float, str]] = {}
+        for _, addr in s.search(q, int(limit)).hits:
+            doc = s.doc(addr)
+            iid = doc["id"][0]
+            if iid in own:
+                continue
+            best = 0.0
+            for name in doc["name"]:
+                toks = self._tokens(name)
+                if not toks or all(t in _STOP for t in toks):
+                    continue
+                phrase = " " + " ".join(toks) + " "
+                best = max([best] + [sc for seq, sc in seqs if phrase in seq])
+            if best > 0:
+                out[iid] = (best, doc["modality"][0])
+        return out
 
     # -- keeping in step with the store ----------------------------------------------------
     def in_step(self, store: Any) -> bool:
@@ -286,4 +382,5 @@ class LexicalIndex:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
 
-__all__ = ["DEFAULT_FIELDS", "LIBRARY", "LexicalIndex", "file_words", "item_text", "lexical_dir"]
+__all__ = ["DEFAULT_FIELDS", "LIBRARY", "LexicalIndex", "NAME_MAX_WORDS", "file_words", "item_names", "item_text",
+           "lexical_dir"]

@@ -6,7 +6,8 @@ mm, fl = R["mmqa"]["methods"], R["flickr8k"]["methods"]
 H = "hybrid calibrated (missing ≠ zero)"
 f = lambda x: f"{x:.3f}".lstrip("0") if x is not None else "–"
 rows = [("dense naive", "dense naive"), ("dense `calibrated`", "dense calibrated"), ("BM25 only", "lexical (BM25)"),
-        ("**hybrid (calibrated fusion)**", H), ("hybrid, no text read as BM25 zero (ablation)", "ablation: one fusion model, no text = BM25 zero"),
+        ("**hybrid (calibrated fusion)**", H), ("hybrid without linked evidence (ablation)", "ablation: no linked evidence (BM25 + dense)"),
+        ("hybrid, no text read as BM25 zero (ablation)", "ablation: one fusion model, no text = BM25 zero"),
         ("weighted 0.7 / 0.3", "peer: weighted"), ("RRF", "peer: rrf"), ("min-max", "peer: minmax"), ("DBSF", "peer: dbsf"),
         ("dense `auto` (label-free, the store default)", "dense auto"),
         ("hybrid on `auto`, default weights (out of the box)", "hybrid on auto, default weights (out of the box)")]
@@ -20,7 +21,10 @@ L = ["### Hybrid keyword + dense search", "",
      "`--lexical` gets a transient in-memory index per process, so a search never writes into the store. "
      "Dense and BM25 evidence "
      "are fused into one calibrated P(relevant); an item with no text keeps its dense probability — its lexical "
-     "signal is missing, not zero — so text-less photos are not pushed under every passage. "
+     "signal is missing, not zero — so text-less photos are not pushed under every passage. A fourth feature is "
+     "*linked evidence*: an item whose name (a short text or title, e.g. an image titled *PlayStation Theater*) is "
+     "mentioned by one of the query's five best BM25 passages joins the candidates with that passage's score — the "
+     "second hop of a question that names its image only through a passage (\"the venue of the 11th Shorty Awards\"). "
      "`--fusion weighted|rrf|minmax|dbsf` gives the peers' rules. Measured "
      "([docs/results/hybrid/report.md](docs/results/hybrid/report.md), bundled model, test splits; fusion weights "
      "fitted on the fit splits):", "",
@@ -32,10 +36,12 @@ for lab, key in rows:
              f"{f(a['overall']['nDCG@10'])} | {f(b['ImageQ']['R@10'])} | {f(b['TextQ']['R@10'])} | {f(b['multi_gold']['both@10'])} |")
 reach = R["mmqa"]["imageq_gold_text_matches"]
 b100 = B["100000"]
-L += ["", f"The issue's MMQA target (ImageQ R@10 ≥ .50) is missed: {reach['queries']} of the "
-      f"{reach['of_ImageQ']} test ImageQ questions name the entity their gold image is titled with, and hybrid finds "
-      f"{f(reach['R@10'][H])} of those; the others reach the image through another entity (\"the venue where the "
-      "Shorty Awards were held\"), which no keyword matches. On Flickr8k, where photos carry no text, hybrid keeps "
+NL = "ablation: no linked evidence (BM25 + dense)"
+met = mm[H]["ImageQ"]["R@10"] >= 0.5
+L += ["", f"The issue's MMQA target (ImageQ R@10 ≥ .50) is " + ("met" if met else "missed") + f": "
+      f"{f(mm[H]['ImageQ']['R@10'])} (without linked evidence {f(mm[NL]['ImageQ']['R@10'])}). {reach['queries']} of the "
+      f"{reach['of_ImageQ']} test ImageQ questions name the entity their gold image is titled with; the others reach "
+      "the image only through another entity, which the linked step follows when a top passage names it. On Flickr8k, where photos carry no text, hybrid keeps "
       f"ImageQ ({f(fl[H]['ImageQ']['R@10'])} vs. {f(fl['dense calibrated']['ImageQ']['R@10'])}) and both@10 "
       f"({f(fl[H]['multi_gold']['both@10'])} vs. {f(fl['dense calibrated']['multi_gold']['both@10'])}) but gives up "
       f"TextQ ({f(fl[H]['TextQ']['R@10'])} vs. {f(fl['dense calibrated']['TextQ']['R@10'])}; out of the box "

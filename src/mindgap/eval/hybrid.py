@@ -6,7 +6,8 @@
   pairs; the store path :meth:`~mindgap.retriever.Retriever.search_vectors`);
 * **lexical** — BM25 alone (the tantivy side index);
 * **hybrid** — the calibrated fusion (:mod:`mindgap.hybrid`, weights fitted on the fit split's
-  candidates), its ablation that scores an item without text as a BM25 *zero* instead of a
+  candidates), its ablation without the linked evidence (names mentioned by the query's best
+  passages), its ablation that scores an item without text as a BM25 *zero* instead of a
   *missing* signal, and the peers' rules on the same dense and BM25 lists: weighted sum
   0.7 / 0.3, RRF (k = 60), min-max, DBSF.
 
@@ -118,6 +119,15 @@ def evaluate_benchmark(bench: Any, store: str, *, encoder: str, fit_store: str |
             hits["hybrid on auto, default weights (out of the box)"] = [
                 rank_hits(c, fuse(c, "calibrated", default, coverage=cov, eps=eps)[0], DEPTH) for c in tc]
             continue
+        # ablation: no linked evidence (BM25 and dense only, as before the second hop existed)
+        fc0 = gather(fretr, fit.vecs, Modality.TEXT, ftexts, gap_name=name, corr=fcorr, depth=DEPTH,
+                     mods=list(MODALITIES), link=False)
+        model0 = fit_fusion(fc0, frel, fitted_on="ablation: no linked evidence")
+        models["no_link"] = model0.to_dict()
+        tc0 = gather(retr, test.vecs, Modality.TEXT, texts, gap_name=name, corr=corr, depth=DEPTH,
+                     mods=list(MODALITIES), link=False)
+        hits["ablation: no linked evidence (BM25 + dense)"] = [
+            rank_hits(c, fuse(c, "calibrated", model0, coverage=cov, eps=eps)[0], DEPTH) for c in tc0]
         pooled = fit_fusion(fc, frel, fitted_on="ablation: one model, no text = BM25 zero", pooled=True)
         models["ablation"] = pooled.to_dict()
         zero = []
@@ -146,6 +156,7 @@ def evaluate_benchmark(bench: Any, store: str, *, encoder: str, fit_store: str |
            "fit_queries": len(fit.queries), "fit_store": fretr.store.uri,
            "lexical_build_s": round(build_s, 3), "lexical_bytes": retr.lexical_index(sync=False).size_bytes(),
            "fusion": models["calibrated"], "fusion_auto": models["auto"], "fusion_ablation": models["ablation"],
+           "fusion_no_link": models["no_link"],
            "imageq_gold_text_matches": reachable, "_fit_candidates": fit_cands,
            "methods": {name: _metrics(test.queries, hs, rel, pos) for name, hs in hits.items()}}
     if fretr is not retr:
@@ -192,7 +203,9 @@ def markdown(s: dict[str, Any]) -> str:
          "fits (calibrated on pseudo queries from the store's own texts, no labels). Hybrid fusion weights: fitted on the fit split's "
          "candidates (MMQA: the other half of the questions; Flickr8k: the model's held-out calib photos and "
          "captions in their own store). Lists are 100 deep (dense top 100 per modality ∪ the BM25 top 50 "
-         "per modality for the fused rules; the live search path uses dense depth max(k, 20)). R@k = any gold in the top k; MRR and nDCG@10 over the gold ids; "
+         "per modality for the fused rules, ∪ the items whose name the query's top 5 BM25 passages mention — the "
+         "linked evidence, a fourth feature of the calibrated fusion; the live search path uses dense depth "
+         "max(k, 20)). The *no linked evidence* ablation is the same fusion fitted and run without that step. R@k = any gold in the top k; MRR and nDCG@10 over the gold ids; "
          "both@10 / nDCG@10 (all rel.) count every relevant item (Flickr8k: the photo and its sibling caption).", ""]
     for key, title in (("mmqa", "MMQA dev slice (925 passages + 257 images titled with their Wikipedia entity)"),
                        ("flickr8k", "Flickr8k test mixed store (1,000 photos without text + 1,000 caption passages)")):
@@ -205,7 +218,7 @@ def markdown(s: dict[str, Any]) -> str:
               f"{r['imageq_gold_text_matches']['queries']} of {r['imageq_gold_text_matches']['of_ImageQ']}; R@10 on them: "
               + ", ".join(f"{k} {v:.3f}" for k, v in r["imageq_gold_text_matches"]["R@10"].items() if v is not None)
               + ".", "",
-              "Fusion weights (logistic on [logit P_dense, BM25/max, log(1+BM25)] for items with text; "
+              "Fusion weights (logistic on [logit P_dense, BM25/max, log(1+BM25), linked] for items with text; "
               "[a, b] of σ(a·logit P_dense + b) for items without): "
               + "; ".join(f"{m}: w = {r['fusion']['coef'][m]}, b = {r['fusion']['intercept'][m]}, no text "
                           f"{r['fusion']['no_text'][m]}" for m in r["fusion"]["coef"])
