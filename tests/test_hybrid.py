@@ -186,6 +186,27 @@ def test_linked_names_second_hop() -> None:
     assert lex.linked([]) == {} and lex.linked([("no-such-id", 3.0)]) == {}
 
 
+def test_side_index_of_an_older_schema_is_rebuilt(tmp_path) -> None:
+    """A side index written by an older mindgap (body not stored, no name field) is derived state:
+    opening it starts a fresh index, which the store's sync then fills."""
+    import tantivy as tv
+
+    sb = tv.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw")
+    sb.add_text_field("body", stored=False, tokenizer_name="en_stem")
+    (tmp_path / "lexical").mkdir()
+    old = tv.Index(sb.build(), path=str(tmp_path / "lexical"), reuse=True)
+    w = old.writer(50_000_000, 1)
+    w.add_document(tv.Document(id="x", body="old words"))
+    w.commit()
+    del w, old
+    lex = LexicalIndex(tmp_path / "lexical")
+    assert lex.count() == 0
+    lex.add([Item("img", Modality.IMAGE, text="Santa Anita Park"),
+             Item("txt", Modality.TEXT, text="A.P. Warrior raced in the Santa Anita Derby at Santa Anita Park.")])
+    assert set(lex.linked(lex.search("A.P. Warrior", 5, Modality.TEXT, with_body=True))) == {"img"}
+
+
 def test_hybrid_reaches_an_image_through_the_passage_that_names_it(mmqa_dir, offline_encoder, tmp_path) -> None:
     """A real MMQA dev question that never names its gold image's title ("PlayStation Theater"):
     the hybrid search finds it through the passage about the Shorty Awards (linked evidence);
