@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -458,10 +459,12 @@ class Retriever:
             probs = None if min_prob is None else corr.probability(sims, q[g], qmod, m)
             n = scores.shape[1]  # a group's lists share their length
             # scores fall along a modality's list, so only its best k (ties kept) can enter the merge
+            scores = scores.astype(np.float64, copy=False)
             kth = np.partition(scores, n - k, axis=1)[:, n - k].tolist() if n > k else None
-            for gi, (qi, sc) in enumerate(zip(g, scores.astype(np.float64).tolist())):
+            for gi, (qi, sc) in enumerate(zip(g, scores.tolist())):
                 hits = res[qi]
-                keep = range(n) if kth is None else [j for j, v in enumerate(sc) if v >= kth[gi]]
+                # (the positions j with sc[j] >= the k-th best)
+                keep = range(n) if kth is None else itertools.compress(range(n), map(kth[gi].__le__, sc))
                 for j in keep:
                     if probs is None or probs[gi][j] >= min_prob:
                         per_query[qi].append((sc[j], hits[j][1], hits[j][0], m, j + 1))

@@ -229,11 +229,12 @@ def rerank(q: np.ndarray, ids: Sequence[str], vecs: np.ndarray, k: int) -> list[
     if not len(ids):
         return []
     s = np.asarray(vecs, dtype=np.float32) @ np.asarray(q, dtype=np.float32)
-    return _ranked(s, ids.__getitem__, k)
+    return _ranked(s, lambda o: [ids[i] for i in o.tolist()], k)
 
 
-def _ranked(s: np.ndarray, id_of: Callable[[int], str], k: int) -> list[tuple[str, float]]:
-    """The best ``k`` of the candidate scores ``s`` as ``(id_of(i), score)``, ties by id.
+def _ranked(s: np.ndarray, ids_at: Callable[[np.ndarray], list[str]], k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of the candidate scores ``s`` as ``(id, score)``, ties by id (``ids_at``:
+    candidate positions → their ids).
 
     An array sort orders the scores; unless they then strictly decrease (two exactly equal, or
     one not a number) the order falls back to a Python sort by ``(-score, id)``, so ties always
@@ -242,11 +243,10 @@ def _ranked(s: np.ndarray, id_of: Callable[[int], str], k: int) -> list[tuple[st
     order = np.argsort(-s, kind="stable")
     sv = s[order]
     if len(sv) > 1 and not bool((sv[:-1] > sv[1:]).all()):
-        vals = s.tolist()
-        order = sorted(range(len(vals)), key=lambda i: (-vals[i], id_of(i)))[:k]
-        return [(id_of(i), vals[i]) for i in order]
-    order = order[:k].tolist()
-    return list(zip([id_of(i) for i in order], sv[:k].tolist()))
+        vals, names = s.tolist(), ids_at(np.arange(len(s)))
+        best = sorted(range(len(vals)), key=lambda i: (-vals[i], names[i]))[:k]
+        return [(names[i], vals[i]) for i in best]
+    return list(zip(ids_at(order[:k]), sv[:k].tolist()))
 
 
 def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], str],
@@ -271,8 +271,7 @@ def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], 
     out = []
     for qi, row, srow in zip(q, idx, sim):
         row = np.sort(row[np.isfinite(srow[row])])  # in index order: the same rows alone or in a batch
-        rows = row.tolist()
-        out.append(_ranked(mat[row] @ qi, lambda i: id_of(rows[i]), k) if rows else [])
+        out.append(_ranked(mat[row] @ qi, lambda o, row=row: list(map(id_of, row[o].tolist())), k) if len(row) else [])
     return out
 
 
