@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 import warnings
@@ -452,16 +453,23 @@ class Retriever:
             for g in groups:
                 jobs.append((m, g, res, np.array([[s for _, s in res[qi]] for qi in g], dtype=np.float32)))
         lists = [(sims, q[g], qmod, m) for m, g, _, sims in jobs]
-        # correctors that can score several lists in one pass (calibrated: both modalities at once)
-        scored = corr.score_lists(lists) if hasattr(corr, "score_lists") else [corr.score_query(*j) for j in lists]
+        # correctors that can score several lists in one pass (calibrated: both modalities at once);
+        # the lists are best first (the store contract; topk_rows for transformed items)
+        scored = (corr.score_lists(lists, best_first=True) if hasattr(corr, "score_lists")
+                  else [corr.score_query(*j) for j in lists])
         for (m, g, res, sims), scores in zip(jobs, scored):
             scores = np.asarray(scores)
             probs = None if min_prob is None else corr.probability(sims, q[g], qmod, m)
             n = scores.shape[1]  # a group's lists share their length
             # scores fall along a modality's list, so only its best k (ties kept) can enter the merge
             scores = scores.astype(np.float64, copy=False)
-            kth = np.partition(scores, n - k, axis=1)[:, n - k].tolist() if n > k else None
-            for gi, (qi, sc) in enumerate(zip(g, scores.tolist())):
+            rows = scores.tolist()
+            kth = None  # each row's k-th best score: one list's by a Python sort (no NaN in it), else numpy's
+            if n > k:
+                total = sum(rows[0]) if len(rows) == 1 else math.nan
+                kth = ([sorted(rows[0])[n - k]] if total == total
+                       else np.partition(scores, n - k, axis=1)[:, n - k].tolist())
+            for gi, (qi, sc) in enumerate(zip(g, rows)):
                 hits = res[qi]
                 # (the positions j with sc[j] >= the k-th best)
                 keep = range(n) if kth is None else itertools.compress(range(n), map(kth[gi].__le__, sc))

@@ -409,46 +409,60 @@ class Calibrated(GapCorrector):
     def _fast_scores(self, sim: np.ndarray, ta: Any, tb: Any, lx: Any) -> np.ndarray:
         """The search path (sorted float64 lists, Platt, no routing): the same formulas as
         :meth:`_posterior` and the coverage gain in fewer array operations; ``ta``, ``tb``, ``lx``
-        (:meth:`_constants`) are ``(1, 1)`` or per-row ``(n, 1)`` columns."""
+        (:meth:`_constants`) are 0-d arrays or per-row ``(n, 1)`` columns (``ta``, ``tb`` may be
+        broadcast to ``sim``'s shape already: numpy is quickest with same-shape or 0-d operands)."""
+        fast = self.__dict__.setdefault("_fast", {})
+        key = ("eps, coverage", self.eps, self.coverage)
+        got = fast.get(key)
+        if got is None:
+            got = fast[key] = (np.array(self.eps), np.array(self.coverage))
+        eps, coverage = got
         z = sim * ta
         z += tb
         top = np.maximum(z[:, :1], lx)
         z -= top
         e = np.exp(z, out=z)
-        den = np.add.reduce(e[:, : self.depth], axis=1, keepdims=True)
+        den = np.add.reduce(e[:, : self.depth] if e.shape[1] > self.depth else e, axis=1, keepdims=True)
         den += np.exp(lx - top)
         p = np.divide(e, den, out=e)
         if self.coverage <= 0:
             return p
         cum = np.add.accumulate(p, axis=1)  # = cumsum
-        gain = cum + self.eps
+        gain = cum + eps
         cum -= p
-        cum += self.eps
+        cum += eps
         gain /= cum
         gain = np.log(gain, out=gain)
-        gain *= self.coverage
+        gain *= coverage
         gain += p
         return gain
 
-    def score_lists(self, lists: list[tuple[np.ndarray, np.ndarray | None, Modality, Modality]]) -> list[np.ndarray]:
+    def score_lists(self, lists: list[tuple[np.ndarray, np.ndarray | None, Modality, Modality]], *,
+                    best_first: bool = False) -> list[np.ndarray]:
         """:meth:`score_query` of several ``(sim, q, query modality, item modality)`` batches — one
-        search's per-modality lists — in one pass when they share a length (the same floats)."""
+        search's per-modality lists — in one pass when they share a length (the same floats).
+
+        ``best_first``: the caller vouches that every row is sorted best first (the retriever's
+        lists are, by the store contract), which skips the check.
+        """
         if len(lists) < 2 or self.method != "platt" or self.route_ is not None:
             return [self.score_query(*job) for job in lists]
-        sims = [np.atleast_2d(s) for s, *_ in lists]
-        if len({s.shape[1] for s in sims}) != 1:
+        sims = [s if getattr(s, "ndim", 0) == 2 else np.atleast_2d(s) for s, *_ in lists]
+        width = sims[0].shape[1]
+        if any(s.shape[1] != width for s in sims):
             return [self.score_query(*job) for job in lists]
         sim = np.concatenate(sims, dtype=np.float64)
-        if not self._sorted(sim):
+        if not best_first and not self._sorted(sim):
             return [self.score_query(*job) for job in lists]
         rows = [len(s) for s in sims]
         pairs = tuple((qm, m) for _, _, qm, m in lists)
-        if max(rows) == 1:  # one query (the single-search path): its constants' columns cached
+        if max(rows) == 1:  # one query (the single-search path): its constants cached, full width
             fast = self.__dict__.setdefault("_fast", {})
-            cols = fast.get(pairs)
+            cols = fast.get((pairs, width))
             if cols is None:
                 c = np.concatenate([self._constants(qm, m) for qm, m in pairs])
-                cols = fast[pairs] = (c[:, 0:1], c[:, 1:2], c[:, 2:3])
+                cols = fast[(pairs, width)] = (np.repeat(c[:, 0:1], width, 1), np.repeat(c[:, 1:2], width, 1),
+                                                c[:, 2:3])
             out = self._fast_scores(sim, *cols)
             return [out[i : i + 1] for i in range(len(rows))]
         c = np.repeat(np.concatenate([self._constants(qm, m) for qm, m in pairs]), rows, axis=0)
@@ -460,8 +474,11 @@ class Calibrated(GapCorrector):
                     modality: Modality) -> np.ndarray:
         sim = np.atleast_2d(np.asarray(sim, np.float64))
         if self.method == "platt" and self.route_ is None and self._sorted(sim):
-            c = self._constants(query_modality, modality)
-            return self._fast_scores(sim, c[:, 0:1], c[:, 1:2], c[:, 2:3])
+            key = ("0-d", query_modality, modality)
+            got = self.__dict__.setdefault("_fast", {}).get(key)
+            if got is None:
+                got = self._fast[key] = tuple(np.array(v) for v in self._constants(query_modality, modality)[0])
+            return self._fast_scores(sim, *got)
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
         ps = self._posterior(ss, query_modality, modality)
