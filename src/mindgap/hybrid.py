@@ -60,8 +60,8 @@ _EPS = 1e-6
 #: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
 #: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
 DEFAULT_FUSION: dict[str, Any] | None = {
-    "coef": {"text": [0.730812, 0.926711, 0.179954, 0.421546], "image": [0.40732, 0.582512, 1.115553, 2.70867]},
-    "intercept": {"text": -1.24004, "image": -3.374805},
+    "coef": {"text": [0.727142, 0.831798, 0.242987, 0.8875], "image": [0.398576, 0.650771, 0.913748, 3.118591]},
+    "intercept": {"text": -1.273375, "image": -3.422147},
     "no_text": {"text": [1.0, 0.0], "image": [0.662248, -0.422629]},
     "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
 }
@@ -144,6 +144,13 @@ class Candidates:
     bm25: np.ndarray  # NaN = the item carries no text (missing); 0 = has text, no match
     s_max: float
     link: np.ndarray | None = None  # linked evidence (LexicalIndex.linked, / s_max); None = not computed
+    mod_values: np.ndarray | None = None  # ``modality`` as an array of values ("text"/"image"); None = derive
+
+    def mods(self) -> np.ndarray:
+        """The candidates' modality values as an array (cached)."""
+        if self.mod_values is None or len(self.mod_values) != len(self.ids):
+            self.mod_values = np.asarray([m.value for m in self.modality])
+        return self.mod_values
 
 
 def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, gap_name: str, corr: Any,
@@ -156,8 +163,8 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
     linked evidence (``Candidates.link`` stays ``None``)."""
     lex = retr.lexical_index(sync=True)
     no_text = lex.no_text_ids()
-    per: list[dict[str, list[Any]]] = [{k: [] for k in ("ids", "mod", "cos", "pd", "ds", "ind", "bm", "ln")}
-                                       for _ in q]
+    # per query: one block of candidates per modality (ids, modality, cos, p_dense, dense score, in dense, bm25, link)
+    blocks: list[list[tuple[Any, ...]]] = [[] for _ in q]
 
     def lexical_side(t: str) -> tuple[dict[Modality, dict[str, float]], dict[str, tuple[float, str]]]:
         full = {m: lex.search(t, lex_depth, m, with_body=link and m == Modality.TEXT) for m in mods}
@@ -181,45 +188,52 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
     # the candidates each query adds beyond its dense list: BM25 hits, then linked items, per modality
     more = [{m: list(dict.fromkeys([*lex_hits[qi][m], *(i for i, (_, lm) in links[qi].items() if lm == m.value)]))
              for m in mods} for qi in range(len(q))]
+    gives_p = getattr(corr, "gives_probability", False)
     for m, (qm, res) in dense_res.items():
         in_dense = [{i for i, _ in r} for r in res]
         extra_ids = sorted({i for qi in range(len(q)) for i in more[qi][m] if i not in in_dense[qi]})
         got, emat = retr.store.vectors(m, extra_ids) if extra_ids else ([], np.zeros((0, q.shape[1]), np.float32))
         if corr.transforms_items and len(got):
             emat = corr.transform_items(emat, m)
-        evec = dict(zip(got, emat))
+        row_of = {i: j for j, i in enumerate(got)}
         for qi in range(len(q)):
-            dense = list(res[qi])
+            dense = res[qi]
             seen = in_dense[qi]
-            extra = [(i, float(qm[qi] @ evec[i])) for i in more[qi][m] if i not in seen and i in evec]
-            cands = sorted(dense + extra, key=lambda c: (-c[1], c[0]))
-            if not cands:
+            ex = [i for i in more[qi][m] if i not in seen and i in row_of]
+            ids_q = [i for i, _ in dense] + ex
+            n = len(ids_q)
+            if not n:
                 continue
-            sims = np.array([[s for _, s in cands]], np.float64)
-            gives_p = getattr(corr, "gives_probability", False)
-            pd = np.asarray(corr.probability(sims, q[qi : qi + 1], qmod, m))[0] if gives_p else None
+            sims = np.empty(n, np.float64)
+            sims[: len(dense)] = [sc for _, sc in dense]
+            if ex:
+                sims[len(dense):] = emat[[row_of[i] for i in ex]] @ qm[qi]
+            order = np.argsort(-sims, kind="stable")
+            if n > 1 and bool((np.diff(sims[order]) == 0).any()):  # exact ties: by id, as everywhere
+                order = np.asarray(sorted(range(n), key=lambda j: (-sims[j], ids_q[j])), np.intp)
+            ids_s = [ids_q[j] for j in order]
+            ss = sims[order][None]
+            pd = np.asarray(corr.probability(ss, q[qi : qi + 1], qmod, m))[0] if gives_p else None
             ds = pd if (pd is not None and not dense_score) else np.asarray(
-                corr.score_query(sims, q[qi : qi + 1], qmod, m))[0]
-            if pd is None:
-                pd = ds
-            P = per[qi]
-            for j, (i, s) in enumerate(cands):
-                P["ids"].append(i)
-                P["mod"].append(m)
-                P["cos"].append(s)
-                P["pd"].append(float(pd[j]))
-                P["ds"].append(float(ds[j]))
-                P["ind"].append(i in seen)
-                P["bm"].append(lex_hits[qi][m].get(i, math.nan if i in no_text else 0.0))
-                P["ln"].append(links[qi].get(i, (0.0, ""))[0])
+                corr.score_query(ss, q[qi : qi + 1], qmod, m))[0]
+            lh, lk = lex_hits[qi][m], links[qi]
+            bm = np.asarray([lh.get(i, math.nan if i in no_text else 0.0) for i in ids_s], np.float64)
+            ln = np.asarray([lk[i][0] if i in lk else 0.0 for i in ids_s], np.float64) if lk else np.zeros(n)
+            blocks[qi].append((ids_s, m, ss[0], ds if pd is None else pd, ds, order < len(dense), bm, ln))
     out = []
-    for qi, P in enumerate(per):
-        s_max = max([s for m in mods for s in lex_hits[qi][m].values()]
-                    + [s for s, _ in links[qi].values()], default=0.0)
-        ln = np.asarray(P["ln"], np.float64) / s_max if s_max > 0 else np.zeros(len(P["ln"]))
-        out.append(Candidates(P["ids"], P["mod"], np.asarray(P["cos"], np.float64), np.asarray(P["pd"], np.float64),
-                              np.asarray(P["ds"], np.float64), np.asarray(P["ind"], bool),
-                              np.asarray(P["bm"], np.float64), float(s_max), ln if link else None))
+    for qi, bl in enumerate(blocks):
+        s_max = max([sc for m in mods for sc in lex_hits[qi][m].values()]
+                    + [sc for sc, _ in links[qi].values()], default=0.0)
+        if not bl:
+            out.append(Candidates([], [], *(np.zeros(0) for _ in range(3)), np.zeros(0, bool), np.zeros(0),
+                                  float(s_max), np.zeros(0) if link else None, np.zeros(0, "<U5")))
+            continue
+        cat = (lambda k, dt: np.concatenate([b[k] for b in bl]).astype(dt, copy=False))
+        ln = cat(7, np.float64)
+        out.append(Candidates([i for b in bl for i in b[0]], [b[1] for b in bl for _ in b[0]], cat(2, np.float64),
+                              cat(3, np.float64), cat(4, np.float64), cat(5, bool), cat(6, np.float64),
+                              float(s_max), (ln / s_max if s_max > 0 else np.zeros(len(ln))) if link else None,
+                              np.asarray([b[1].value for b in bl for _ in b[0]])))
     return out
 
 
@@ -274,7 +288,7 @@ def fuse(c: Candidates, rule: str, model: FusionModel | None = None, *, coverage
     if rule == "calibrated":
         model = model or FusionModel()
         P = np.zeros(n)
-        mods = np.array([m.value for m in c.modality])
+        mods = c.mods()
         for m in MODALITIES:
             sel = mods == m.value
             if sel.any():
@@ -307,12 +321,17 @@ def fuse(c: Candidates, rule: str, model: FusionModel | None = None, *, coverage
 def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None = None,
               min_prob: float | None = None) -> list[Hit]:
     """The top ``k`` candidates by ``score`` (ties by id) as hits."""
-    keep = [j for j in range(len(c.ids)) if np.isfinite(score[j])
-            and (min_prob is None or probs is None or probs[j] >= min_prob)]
-    keep.sort(key=lambda j: (-score[j], c.ids[j]))
-    top = keep[:k]
+    ok = np.isfinite(score)
+    if min_prob is not None and probs is not None:
+        ok &= np.asarray(probs) >= min_prob
+    keep = np.flatnonzero(ok)
+    order = keep[np.argsort(-score[keep], kind="stable")]
+    sk = score[order]
+    if len(order) > 1 and bool((np.diff(sk[: k + 1]) == 0).any() or (len(order) > k and sk[k - 1] == sk[k])):
+        order = np.asarray(sorted(keep, key=lambda j: (-score[j], c.ids[j])), np.intp)  # exact ties: by id
+    top = [int(j) for j in order[:k]]
     out = []
-    mods = np.array([m.value for m in c.modality])
+    mods = c.mods()
     ids = np.array(c.ids)
     for r, j in enumerate(top):
         # rank within its modality by cosine (ties by id), among the candidates

@@ -19,6 +19,8 @@ for t in s["targets"]:
     print(("MET " if t["met"] else "miss") + f"  {t['target']} ({t['value']})")
 PY
 nice $PY benchmarks/search.py --hybrid --out "$OUT/search_hybrid.json"
+# the same with numpy's BLAS on one thread (on 2 cores the BM25 thread then has a core of its own)
+nice $PY benchmarks/search.py --hybrid --blas-threads 1 --out "$OUT/search_hybrid_blas1.json"
 # the RAG pipeline's retrieval with and without BM25 (extractive generator: no LM; gold-in-prompt at k = 10)
 mindgap eval-rag --store "exact:runs/fusion/mmqa-$(echo "${ENCODER:-mindgap:flickr8k-effnet}" | tr ':/' '__').store" \
   --gaps extractive:naive,extractive:calibrated,extractive:hybrid:calibrated --generator extractive \
