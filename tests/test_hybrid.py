@@ -345,3 +345,34 @@ def test_cli_search_hybrid(mmqa_store, offline_encoder, capsys) -> None:
     assert out["hybrid"] == "calibrated" and out["hits"][0]["id"] == "ef0079178ab409c6b157c7d080ca7600"
     assert main(["search", mmqa_store, "Diana Ross", "--hybrid", "--fusion", "bm42"]) != 0
     assert "hybrid" in capsys.readouterr().err
+
+
+def test_cli_fit_hybrid_records_weights_and_reset(mmqa_store, mmqa_dir, offline_encoder, tmp_path, capsys) -> None:
+    """`mindgap fit-hybrid STORE --pairs F` fits the store's fusion weights on labelled text queries and
+    records them in the manifest (searches then use them); a gold outside the store is an error naming
+    the line; `--reset` brings the built-in weights back."""
+    from mindgap.cli import main
+    from mindgap.cli import index as cli_index
+
+    cli_index._ENCODERS[offline_encoder.name] = offline_encoder
+    pas = [it for it in _mmqa_items(mmqa_dir) if it.modality == Modality.TEXT][:6]
+    pairs = [{"query": title, "gold_id": iid} for iid, title in [*TITLED.items(), SAME_TITLE]]
+    pairs += [{"query": it.metadata["title"], "gold_id": it.id} for it in pas]
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    try:
+        assert main(["fit-hybrid", mmqa_store, "--pairs", str(f), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["queries"] == len({p["query"] for p in pairs}) and out["fusion"]["positives"]["image"] >= 3
+        with Retriever(mmqa_store, encoder=offline_encoder) as r:
+            assert "pairs.jsonl" in r.fusion_model().fitted_on
+            assert r.search("Diana Ross", k=3, hybrid=True)[0].id == "ef0079178ab409c6b157c7d080ca7600"
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"query": "x", "gold_id": "no-such-item"}) + "\n")
+        assert main(["fit-hybrid", mmqa_store, "--pairs", str(bad)]) != 0
+        err = capsys.readouterr().err
+        assert "line 1" in err and "no-such-item" in err
+    finally:
+        assert main(["fit-hybrid", mmqa_store, "--reset"]) == 0
+    with Retriever(mmqa_store, encoder=offline_encoder) as r:
+        assert r.fusion_model().fitted_on == DEFAULT_FUSION["fitted_on"]

@@ -385,6 +385,37 @@ def fit_fusion(cands: Sequence[Candidates], relevant: Sequence[Sequence[str]], *
     return model
 
 
+def fit_store_fusion(retr: Any, queries: Sequence[tuple[str, Sequence[str]]], *, gap: str | None = None,
+                     fitted_on: str = "", save: bool = True) -> FusionModel:
+    """Fit a store's hybrid fusion weights on labelled text queries (``[(query, [gold ids])]``) and,
+    with ``save``, record them in its manifest (``mindgap fit-hybrid``; the store's searches then
+    use them instead of :data:`DEFAULT_FUSION`).
+
+    The candidates are the ones a hybrid search of the store scores — dense top ``max(20, depth)``
+    per modality from the probability corrector ``gap`` (default: the store's), the BM25 top
+    :data:`LEX_DEPTH` per modality and the linked items — so the weights are fitted on what they
+    will rank. A modality with fewer than three gold candidates keeps the identity (its dense
+    probability); :attr:`FusionModel.positives` says how many each part had.
+    """
+    if not queries:
+        raise InputError("no labelled queries to fit the hybrid weights on", item="pairs")
+    gap_name = retr.gap_name(gap)
+    corr = retr.gap(gap_name)
+    if not getattr(corr, "gives_probability", False):
+        raise InputError(f"hybrid weights fuse probabilities: use a probability corrector (calibrated, the store's "
+                         f"'auto'), not {gap_name!r}", item="gap")
+    texts = [t for t, _ in queries]
+    qv = np.asarray(retr.encoder.encode_text(texts, show_progress=False), np.float32)
+    depth = max(int(getattr(corr, "list_depth", None) or 0), 20)
+    cands = gather(retr, qv, Modality.TEXT, texts, gap_name=gap_name, corr=corr, depth=depth, mods=list(MODALITIES),
+                   dense_score=False)
+    model = fit_fusion(cands, [list(g) for _, g in queries],
+                       fitted_on=fitted_on or f"{len(queries)} labelled queries, dense {gap_name}")
+    if save:
+        retr.save_fusion_model(model)
+    return model
+
+
 def hybrid_search(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str] | None, *, k: int, rule: str,
                   gap_name: str, corr: Any, modality: Modality | str | None = None,
                   min_prob: float | None = None) -> list[list[Hit]]:
@@ -411,5 +442,5 @@ def hybrid_search(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str]
     return out
 
 
-__all__ = ["Candidates", "FEATURES", "FusionModel", "LINK_PASSAGES", "RULES", "fit_fusion", "fuse", "gather", "hybrid_search", "parse_rule",
-           "rank_hits"]
+__all__ = ["Candidates", "FEATURES", "FusionModel", "LINK_PASSAGES", "RULES", "fit_fusion", "fit_store_fusion", "fuse",
+           "gather", "hybrid_search", "parse_rule", "rank_hits"]

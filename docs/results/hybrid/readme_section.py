@@ -29,7 +29,9 @@ L = ["### Hybrid keyword + dense search", "",
      "*linked evidence*: an item whose name (a short text or title, e.g. an image titled *PlayStation Theater*) is "
      "mentioned by one of the query's five best BM25 passages joins the candidates with that passage's score — the "
      "second hop of a question that names its image only through a passage (\"the venue of the 11th Shorty Awards\"). "
-     "`--fusion weighted|rrf|minmax|dbsf` gives the peers' rules. Measured "
+     "`--fusion weighted|rrf|minmax|dbsf` gives the peers' rules. A store uses built-in fusion weights (fitted on "
+     "the two benchmarks' fit splits) until `mindgap fit-hybrid STORE --pairs FILE` fits its own on labelled text "
+     "queries (`--reset` drops them). Measured "
      "([docs/results/hybrid/report.md](docs/results/hybrid/report.md), bundled model, test splits; fusion weights "
      "fitted on the fit splits):", "",
      "| method | MMQA ImageQ R@10 | MMQA TextQ R@10 | MMQA MRR | MMQA nDCG@10 | Flickr8k ImageQ R@10 | Flickr8k TextQ R@10 | Flickr8k both@10 |",

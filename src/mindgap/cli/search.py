@@ -1,4 +1,4 @@
-"""``mindgap search`` (single or batched, gap-corrected) and ``mindgap fit-gap``.
+"""``mindgap search`` (single or batched, gap-corrected), ``mindgap fit-hybrid`` and ``mindgap fit-gap``.
 
 Query files and pairs files (formats, benchmark files included) are read by
 :mod:`mindgap.gap.pairs`; this module parses arguments and prints.
@@ -103,7 +103,7 @@ def _search_batched(retr: Any, queries: list[dict[str, str]], *, k: int, gap: st
 
 
 def register(app: typer.Typer) -> None:
-    """Register ``search`` and ``fit-gap`` on the app."""
+    """Register ``search``, ``fit-hybrid`` and ``fit-gap`` on the app."""
 
     @app.command("search")
     def search_cmd(
@@ -188,6 +188,62 @@ def register(app: typer.Typer) -> None:
                          round(h[0].score, 4) if h else "–"] for q, h in zip(qs, res)]
                 console.print(table(f"{len(qs)} queries — top hit each (gap {gap_name}; all hits: --json / --out)",
                                     ["query id", "query", "top id", "modality", "score"], rows))
+
+    @app.command("fit-hybrid")
+    def fit_hybrid_cmd(
+        store: str = typer.Argument(..., help=STORE_HELP),
+        pairs: Path = typer.Option(None, "--pairs", help="Labelled pairs JSONL ({query, gold_id}: text queries and "
+                                                          "items of the store), or a benchmark file (its fit split)."),
+        gap: str = typer.Option(None, "--gap", help="The probability corrector whose dense evidence is fused "
+                                                    "(default: the store's, 'auto')."),
+        reset: bool = typer.Option(False, "--reset", help="Drop the store's fitted weights (back to the built-in "
+                                                          "defaults)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the fitted weights as JSON."),
+    ) -> None:
+        """Fit the store's hybrid fusion weights (BM25 + dense + linked evidence) on labelled queries.
+
+        Without it a store uses the built-in weights (fitted on MMQA and Flickr8k fit splits). The
+        weights go into the store's manifest; `mindgap search --hybrid` and the server use them.
+        Fitting turns the store's on-disk lexical side index on (as `mindgap index --lexical`).
+        """
+        from ..errors import InputError
+        from ..gap.pairs import read_query_golds
+        from ..hybrid import FEATURES, fit_store_fusion
+
+        if reset == (pairs is not None):
+            raise InputError("give --pairs FILE (fit) or --reset (drop the fitted weights)", item="--pairs")
+        st = open_existing_store(store)
+        try:
+            retr = make_retriever(st)
+            if reset:
+                m = retr.manifest
+                had = bool((m.lexical or {}).get("fusion"))
+                if had:
+                    m.lexical = {k: v for k, v in (m.lexical or {}).items() if k != "fusion"}
+                    st.save_manifest(m)
+                console.print("dropped the fitted hybrid weights; the built-in ones apply" if had
+                              else "no fitted hybrid weights (the built-in ones apply)", highlight=False)
+                return
+            queries = read_query_golds(pairs, st)
+            model = fit_store_fusion(retr, queries, gap=gap, fitted_on=f"{len(queries)} labelled queries from "
+                                                                       f"{pairs.name}, dense {retr.gap_name(gap)}")
+        finally:
+            st.close()
+        d = model.to_dict()
+        if json_out:
+            print_json({"queries": len(queries), "features": list(FEATURES), "fusion": d})
+            return
+        rows = [[m, ", ".join(f"{f} {w:+.3f}" for f, w in zip(FEATURES, d["coef"][m])) + f"; intercept "
+                 f"{d['intercept'][m]:+.3f}", f"{d['no_text'][m][0]:+.3f} · logit P_dense {d['no_text'][m][1]:+.3f}",
+                 f"{d['positives'].get(m, 0)} / {d['positives'].get(f'{m} (no text)', 0)}"] for m in d["coef"]]
+        console.print(table(f"hybrid weights fitted on {len(queries)} queries", ["item modality", "items with text",
+                                                                                  "items without text",
+                                                                                  "gold candidates (text / none)"],
+                            rows))
+        thin = [m for m in d["coef"] if d["positives"].get(m, 0) + d["positives"].get(f"{m} (no text)", 0) < 3]
+        if thin:
+            err_console.print(f"[yellow]warning:[/] fewer than 3 gold candidates for {', '.join(thin)} items: "
+                              "they keep their dense probability", highlight=False)
 
     @app.command("fit-gap")
     def fit_gap_cmd(

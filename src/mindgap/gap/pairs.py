@@ -288,4 +288,35 @@ def read_pairs(path: str | Path, retr: Any) -> tuple[FitData, set[str]]:
                    pairs="gold"), image_ids
 
 
-__all__ = ["BENCHMARK_FORMAT", "benchmark_header", "read_pairs", "read_queries"]
+def read_query_golds(path: str | Path, store: Any) -> list[tuple[str, list[str]]]:
+    """A pairs (or benchmark) file → ``[(query text, [gold ids])]`` for fitting hybrid fusion weights
+    (``mindgap fit-hybrid``): text queries whose golds are items of the store (``gold_id``). Lines of
+    one query are grouped (a query may have several golds). Anything else is an error naming the line:
+    hybrid evidence is words, and a gold outside the store has no candidates to learn from.
+    """
+    path = Path(path)
+    lines = _lines(path)
+    header = benchmark_header(path, lines)
+    rows = _benchmark_rows(path, lines, header, store) if header is not None else _pair_rows(path, lines)
+    if not rows:
+        raise InputError("no pairs in the file", item=str(path))
+    out: dict[str, list[str]] = {}
+    for ln, qk, q, gk, g in rows:
+        if qk != "query":
+            raise InputError(f"line {ln}: hybrid weights are fitted on text queries ('query'), not {qk!r}",
+                             item=str(path))
+        if gk != "gold_id":
+            raise InputError(f"line {ln}: hybrid weights need golds that are items of the store ('gold_id'), "
+                             f"not {gk!r}", item=str(path))
+        out.setdefault(q, [])
+        if g not in out[q]:
+            out[q].append(g)
+    ids = sorted({g for gs in out.values() for g in gs})
+    absent = sorted(set(ids) - set(store.has(ids)))
+    if absent:
+        ln = next(r[0] for r in rows if r[4] == absent[0])
+        raise InputError(f"line {ln}: gold_id {absent[0]!r} is not in the store", item=str(path))
+    return list(out.items())
+
+
+__all__ = ["BENCHMARK_FORMAT", "benchmark_header", "read_pairs", "read_queries", "read_query_golds"]
