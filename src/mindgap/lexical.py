@@ -1,10 +1,10 @@
 """The lexical side index for hybrid search (issue 15): BM25 over every text an item carries.
 
 Library: **tantivy** (tantivy-py), chosen by measurement (``benchmarks/lexical_choice.py``,
-docs/results/hybrid/lexical_choice.json): at 100K documents it built faster than bm25s
-(1.35 s vs. 2.22 s), was smaller on disk (4.4 vs. 6.3 MB), answered faster (2.1 vs. 4.5 ms
-p50) and, unlike bm25s, adds documents incrementally (1,000 in 0.12 s; bm25s rebuilds all,
-3.1 s). LanceDB's full-text index is tantivy too, but tied to the LanceDB backend.
+docs/results/hybrid/lexical_choice.md): at 100K documents it builds faster than bm25s, is
+smaller on disk, answers faster and, unlike bm25s, adds documents incrementally (bm25s
+rebuilds everything on each ingestion batch). LanceDB's full-text index is tantivy too, but
+tied to the LanceDB backend.
 
 What is indexed per item (one ``body`` field, English stemming): the passage text (or an
 image's caption/title in ``Item.text``), the metadata fields in :data:`DEFAULT_FIELDS`
