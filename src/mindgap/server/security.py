@@ -256,6 +256,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
+                    await self._drain(receive, declared)
                     await self._reject(send, msg)
                     return
         seen = 0
@@ -280,7 +281,35 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:  # the app did not turn it into a response itself
+                await self._drain(receive, -1)
                 await self._reject(send, msg)
+
+    async def _drain(self, receive: Any, declared: int) -> None:
+        """Read and discard the rest of a refused body — at most ``4 × max_bytes + 8 MB`` and 10 s —
+        before answering 413. A server that closes the connection with request bytes unread makes
+        the kernel reset it, and the client loses the 413 it was sent (it sees a broken connection
+        instead). A body over the cap is not read: that client gets the reset."""
+        import asyncio
+
+        cap = 4 * self.max_bytes + (8 << 20)
+        if declared > cap:
+            return
+        left = cap
+
+        async def pull() -> None:
+            nonlocal left
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+        try:
+            await asyncio.wait_for(pull(), timeout=10)
+        except (asyncio.TimeoutError, RuntimeError, OSError):
+            return
 
     @staticmethod
     async def _reject(send: Any, msg: str) -> None:
