@@ -233,13 +233,14 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json({"queries": len(queries), "features": list(FEATURES), "fusion": d})
             return
-        rows = [[m, ", ".join(f"{f} {w:+.3f}" for f, w in zip(FEATURES, d["coef"][m])) + f"; intercept "
-                 f"{d['intercept'][m]:+.3f}", f"{d['no_text'][m][0]:+.3f} · logit P_dense {d['no_text'][m][1]:+.3f}",
-                 f"{d['positives'].get(m, 0)} / {d['positives'].get(f'{m} (no text)', 0)}"] for m in d["coef"]]
-        console.print(table(f"hybrid weights fitted on {len(queries)} queries", ["item modality", "items with text",
-                                                                                  "items without text",
-                                                                                  "gold candidates (text / none)"],
-                            rows))
+        mods = list(d["coef"])
+        rows = [[f"w · {f} (items with text)"] + [f"{d['coef'][m][i]:+.3f}" for m in mods] for i, f in enumerate(FEATURES)]
+        rows.append(["intercept (items with text)"] + [f"{d['intercept'][m]:+.3f}" for m in mods])
+        rows.append(["a · logit P_dense + b (items without text)"]
+                    + [f"{d['no_text'][m][0]:+.3f}, {d['no_text'][m][1]:+.3f}" for m in mods])
+        rows.append(["gold candidates (with / without text)"]
+                    + [f"{d['positives'].get(m, 0)} / {d['positives'].get(f'{m} (no text)', 0)}" for m in mods])
+        console.print(table(f"hybrid weights fitted on {len(queries)} queries (item modality →)", ["", *mods], rows))
         thin = [m for m in d["coef"] if d["positives"].get(m, 0) + d["positives"].get(f"{m} (no text)", 0) < 3]
         if thin:
             err_console.print(f"[yellow]warning:[/] fewer than 3 gold candidates for {', '.join(thin)} items: "
