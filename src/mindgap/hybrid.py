@@ -176,13 +176,17 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
         return hits, lex.linked(top[:LINK_PASSAGES])
 
     # BM25 runs on a thread while the dense search scans: tantivy and BLAS both release the GIL
-    lex_job = _pool().submit(lambda: [lexical_side(t) for t in texts])
+    # a batch is split over the pool's workers (one chunk each); a single query is one job
+    n_jobs = min(_WORKERS, max(1, len(texts) // 8))
+    cuts = [len(texts) * j // n_jobs for j in range(n_jobs + 1)]
+    lex_jobs = [_pool().submit(lambda a=a, b=b: [lexical_side(t) for t in texts[a:b]])
+                for a, b in zip(cuts[:-1], cuts[1:])]
     dense_res: dict[Modality, Any] = {}
     for m in mods:
         if retr.store.count(m) == 0:
             continue
         dense_res[m] = retr.dense_candidates(corr, gap_name, q, qmod, m, depth)
-    sides = lex_job.result()
+    sides = [side for job in lex_jobs for side in job.result()]
     lex_hits = [h for h, _ in sides]
     links = [ln for _, ln in sides]
     # the candidates each query adds beyond its dense list: BM25 hits, then linked items, per modality
@@ -238,15 +242,17 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
 
 
 _POOL: Any = None
+#: BM25 worker threads: a batch's queries are split over them (tantivy releases the GIL)
+_WORKERS = 2
 
 
 def _pool() -> Any:
-    """One worker thread for the BM25 side of hybrid searches (created on first use)."""
+    """The worker threads for the BM25 side of hybrid searches (created on first use)."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mindgap-bm25")
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="mindgap-bm25")
     return _POOL
 
 
