@@ -60,8 +60,8 @@ _EPS = 1e-6
 #: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
 #: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
 DEFAULT_FUSION: dict[str, Any] | None = {
-    "coef": {"text": [0.727142, 0.831798, 0.242987, 0.8875], "image": [0.398576, 0.650771, 0.913748, 3.118591]},
-    "intercept": {"text": -1.273375, "image": -3.422147},
+    "coef": {"text": [0.717637, 1.356698, 0.036925, -0.259362], "image": [0.412615, 0.635234, 0.971275, 3.253048]},
+    "intercept": {"text": -1.235355, "image": -3.315837},
     "no_text": {"text": [1.0, 0.0], "image": [0.662248, -0.422629]},
     "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
 }
