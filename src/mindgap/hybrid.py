@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .stores.base import best_first
 from .types import MODALITIES, Hit, Modality
 
 RULES = ("calibrated", "weighted", "rrf", "minmax", "dbsf", "lexical")
@@ -96,6 +97,11 @@ class FusionModel:
     fitted_on: str = "identity (dense only)"
     positives: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a model saved before a feature existed reads that feature's weight as 0
+        n = len(FEATURES)
+        self.coef = {k: ([float(x) for x in v] + [0.0] * n)[:n] for k, v in self.coef.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"coef": self.coef, "intercept": self.intercept, "no_text": self.no_text, "fitted_on": self.fitted_on,
                 "positives": self.positives}
@@ -104,8 +110,7 @@ class FusionModel:
     def from_dict(cls, d: dict[str, Any] | None) -> "FusionModel":
         if not d:
             return cls()
-        n = len(FEATURES)
-        return cls(coef={k: ([float(x) for x in v] + [0.0] * n)[:n] for k, v in d["coef"].items()},
+        return cls(coef=dict(d["coef"]),
                    intercept={k: float(v) for k, v in d["intercept"].items()},
                    no_text={k: [float(x) for x in v] for k, v in (d.get("no_text") or {}).items()}
                    or {m.value: [1.0, 0.0] for m in MODALITIES},
@@ -115,7 +120,7 @@ class FusionModel:
              link: np.ndarray | None = None) -> np.ndarray:
         """Fused P for candidates of modality ``m``; NaN ``bm25`` (no text): the no-text model."""
         x = features(p_dense, bm25, s_max, link)
-        w = np.asarray((list(self.coef.get(m.value, [1.0])) + [0.0] * len(FEATURES))[: len(FEATURES)], np.float64)
+        w = np.asarray(self.coef.get(m.value, [1.0] + [0.0] * (len(FEATURES) - 1)), np.float64)
         z = x @ w + float(self.intercept.get(m.value, 0.0))
         a, b = self.no_text.get(m.value, [1.0, 0.0])
         z = np.where(np.isnan(bm25), a * x[:, 0] + b, z)
@@ -212,9 +217,7 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
             sims[: len(dense)] = [sc for _, sc in dense]
             if ex:
                 sims[len(dense):] = emat[[row_of[i] for i in ex]] @ qm[qi]
-            order = np.argsort(-sims, kind="stable")
-            if n > 1 and bool((np.diff(sims[order]) == 0).any()):  # exact ties: by id, as everywhere
-                order = np.asarray(sorted(range(n), key=lambda j: (-sims[j], ids_q[j])), np.intp)
+            order = best_first(sims, lambda o, ids_q=ids_q: [ids_q[j] for j in o])
             ids_s = [ids_q[j] for j in order]
             ss = sims[order][None]
             pd = np.asarray(corr.probability(ss, q[qi : qi + 1], qmod, m))[0] if gives_p else None
@@ -331,11 +334,7 @@ def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None
     if min_prob is not None and probs is not None:
         ok &= np.asarray(probs) >= min_prob
     keep = np.flatnonzero(ok)
-    order = keep[np.argsort(-score[keep], kind="stable")]
-    sk = score[order]
-    if len(order) > 1 and bool((np.diff(sk[: k + 1]) == 0).any() or (len(order) > k and sk[k - 1] == sk[k])):
-        order = np.asarray(sorted(keep, key=lambda j: (-score[j], c.ids[j])), np.intp)  # exact ties: by id
-    top = [int(j) for j in order[:k]]
+    top = keep[best_first(score[keep], lambda o: [c.ids[j] for j in keep[o]], k)].tolist()
     out = []
     mods = c.mods()
     ids = np.array(c.ids)

@@ -306,12 +306,10 @@ class LexicalIndex:
         query syntax: quotes, ``field:`` or ``+``/``-`` are words like any other."""
         if int(k) < 1:
             raise InputError("k must be >= 1", item="k")
-        if not str(query).strip() or not self._analyzer.analyze(str(query)):
-            return []  # no words: no lexical evidence
         toks = self._tokens(str(query))
-        words = list(dict.fromkeys([t for t in toks if t not in _STOP] or toks))
-        tv = self._tv
-        q = tv.Query.boolean_query([(tv.Occur.Should, tv.Query.term_query(self.schema, "body", w)) for w in words])
+        if not toks:
+            return []  # no words: no lexical evidence
+        q = self._any_of("body", dict.fromkeys([t for t in toks if t not in _STOP] or toks))
         hits: list[Any] = []
         for m in self._mods(modality):
             ix = self._ix[m]
@@ -326,6 +324,11 @@ class LexicalIndex:
 
     def _tokens(self, text: str) -> list[str]:
         return list(self._analyzer.analyze(str(text)))
+
+    def _any_of(self, field: str, words: Iterable[str]) -> Any:
+        """A query matching documents whose ``field`` holds any of the (analysed) ``words``, BM25-scored."""
+        tv = self._tv
+        return tv.Query.boolean_query([(tv.Occur.Should, tv.Query.term_query(self.schema, field, w)) for w in words])
 
     def _body_of(self, iid: str) -> str | None:
         for m in self._mods(None):
@@ -348,7 +351,6 @@ class LexicalIndex:
         """
         if not passages:
             return {}
-        tv = self._tv
         own = {str(p[0]) for p in passages}
         seqs: list[tuple[str, float]] = []
         words: set[str] = set()
@@ -362,8 +364,7 @@ class LexicalIndex:
                 words.update(t for t in toks if t not in _STOP)
         if not words:
             return {}
-        q = tv.Query.boolean_query([(tv.Occur.Should, tv.Query.term_query(self.schema, "name", w))
-                                    for w in sorted(words)])
+        q = self._any_of("name", sorted(words))
         out: dict[str, tuple[float, str]] = {}
         for m in self._mods(None):
             s = self._ix[m].searcher()

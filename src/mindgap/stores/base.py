@@ -232,9 +232,9 @@ def rerank(q: np.ndarray, ids: Sequence[str], vecs: np.ndarray, k: int) -> list[
     return _ranked(s, lambda o: [ids[i] for i in o.tolist()], k)
 
 
-def _ranked(s: np.ndarray, ids_at: Callable[[np.ndarray], list[str]], k: int) -> list[tuple[str, float]]:
-    """The best ``k`` of the candidate scores ``s`` as ``(id, score)``, ties by id (``ids_at``:
-    candidate positions → their ids).
+def best_first(s: np.ndarray, ids_at: Callable[[np.ndarray], Sequence[str]], k: int | None = None) -> np.ndarray:
+    """Positions of the scores ``s`` best first, ties by id — the first ``k`` (all with ``None``).
+    ``ids_at``: candidate positions → their ids (called only when there are ties).
 
     An array sort orders the scores; unless they then strictly decrease (two exactly equal, or
     one not a number) the order falls back to a Python sort by ``(-score, id)``, so ties always
@@ -244,9 +244,14 @@ def _ranked(s: np.ndarray, ids_at: Callable[[np.ndarray], list[str]], k: int) ->
     sv = s[order]
     if len(sv) > 1 and not bool((sv[:-1] > sv[1:]).all()):
         vals, names = s.tolist(), ids_at(np.arange(len(s)))
-        best = sorted(range(len(vals)), key=lambda i: (-vals[i], names[i]))[:k]
-        return [(names[i], vals[i]) for i in best]
-    return list(zip(ids_at(order[:k]), sv[:k].tolist()))
+        order = np.asarray(sorted(range(len(vals)), key=lambda i: (-vals[i], names[i])), np.intp)
+    return order[:k]
+
+
+def _ranked(s: np.ndarray, ids_at: Callable[[np.ndarray], list[str]], k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of the candidate scores ``s`` as ``(id, score)``, ties by id (:func:`best_first`)."""
+    order = best_first(s, ids_at, k)
+    return list(zip(ids_at(order), s[order].tolist()))
 
 
 def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], str],
