@@ -466,9 +466,10 @@ class Retriever:
             rows = scores.tolist()
             kth = None  # each row's k-th best score: one list's by a Python sort (no NaN in it), else numpy's
             if n > k:
-                total = sum(rows[0]) if len(rows) == 1 else math.nan
-                kth = ([sorted(rows[0])[n - k]] if total == total
-                       else np.partition(scores, n - k, axis=1)[:, n - k].tolist())
+                if len(rows) == 1 and not math.isnan(sum(rows[0])):
+                    kth = [sorted(rows[0])[n - k]]
+                else:
+                    kth = np.partition(scores, n - k, axis=1)[:, n - k].tolist()
             for gi, (qi, sc) in enumerate(zip(g, rows)):
                 hits = res[qi]
                 # (the positions j with sc[j] >= the k-th best)

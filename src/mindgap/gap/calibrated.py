@@ -389,7 +389,7 @@ class Calibrated(GapCorrector):
     def _constants(self, query_modality: Modality, modality: Modality) -> np.ndarray:
         """``[[t·a, t·b, log of the "none" mass]]`` for the Platt fast path, cached per modality pair."""
         key = (query_modality, modality)
-        got = getattr(self, "_fast", {}).get(key)
+        got = self._cache().get(key)
         if got is None:
             st = self._state(query_modality, modality)
             t = float(st["t"])
@@ -397,10 +397,13 @@ class Calibrated(GapCorrector):
             if self.prior < 1:
                 lx = float(np.logaddexp(lx, math.log((1 - self.prior) / self.prior) + float(st["log_m0"])))
             got = np.array([[t * float(st["a"]), t * float(st["b"]), lx]])
-            if not hasattr(self, "_fast"):
-                self._fast = {}
-            self._fast[key] = got
+            self._cache()[key] = got
         return got
+
+    def _cache(self) -> dict[Any, Any]:
+        """The search-time constants (emptied by :meth:`fit`; created here for an instance restored
+        without ``__init__``)."""
+        return self.__dict__.setdefault("_fast", {})
 
     @staticmethod
     def _sorted(sim: np.ndarray) -> bool:
@@ -411,7 +414,7 @@ class Calibrated(GapCorrector):
         :meth:`_posterior` and the coverage gain in fewer array operations; ``ta``, ``tb``, ``lx``
         (:meth:`_constants`) are 0-d arrays or per-row ``(n, 1)`` columns (``ta``, ``tb`` may be
         broadcast to ``sim``'s shape already: numpy is quickest with same-shape or 0-d operands)."""
-        fast = self.__dict__.setdefault("_fast", {})
+        fast = self._cache()
         key = ("eps, coverage", self.eps, self.coverage)
         got = fast.get(key)
         if got is None:
@@ -457,7 +460,7 @@ class Calibrated(GapCorrector):
         rows = [len(s) for s in sims]
         pairs = tuple((qm, m) for _, _, qm, m in lists)
         if max(rows) == 1:  # one query (the single-search path): its constants cached, full width
-            fast = self.__dict__.setdefault("_fast", {})
+            fast = self._cache()
             cols = fast.get((pairs, width))
             if cols is None:
                 c = np.concatenate([self._constants(qm, m) for qm, m in pairs])
@@ -475,9 +478,9 @@ class Calibrated(GapCorrector):
         sim = np.atleast_2d(np.asarray(sim, np.float64))
         if self.method == "platt" and self.route_ is None and self._sorted(sim):
             key = ("0-d", query_modality, modality)
-            got = self.__dict__.setdefault("_fast", {}).get(key)
+            got = self._cache().get(key)
             if got is None:
-                got = self._fast[key] = tuple(np.array(v) for v in self._constants(query_modality, modality)[0])
+                got = self._cache()[key] = tuple(np.array(v) for v in self._constants(query_modality, modality)[0])
             return self._fast_scores(sim, *got)
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
