@@ -334,12 +334,21 @@ class Retriever:
         rec = (m.lexical or {}).get("fusion") if m is not None else None
         return FusionModel.from_dict(rec or DEFAULT_FUSION)
 
-    def save_fusion_model(self, model: Any) -> None:
-        """Record fitted hybrid fusion weights in the manifest (:func:`mindgap.hybrid.fit_fusion`)."""
-        self.enable_lexical()
+    def save_fusion_model(self, model: Any) -> bool:
+        """Record fitted hybrid fusion weights in the manifest (:func:`mindgap.hybrid.fit_fusion`);
+        ``None`` drops the recorded ones (back to :data:`mindgap.hybrid.DEFAULT_FUSION`). Returns
+        whether the manifest changed."""
         m = self.manifest
-        m.lexical = {**(m.lexical or {}), "fusion": model.to_dict()}
+        if model is None:
+            if not (m.lexical or {}).get("fusion"):
+                return False
+            m.lexical = {k: v for k, v in (m.lexical or {}).items() if k != "fusion"}
+        else:
+            self.enable_lexical()
+            m = self.manifest
+            m.lexical = {**(m.lexical or {}), "fusion": model.to_dict()}
         self.store.save_manifest(m)
+        return True
 
     # -- queries ----------------------------------------------------------------------------
     def embed_query(self, text: str | None = None, image: Any = None) -> tuple[np.ndarray, Modality]:

@@ -216,11 +216,7 @@ def register(app: typer.Typer) -> None:
         try:
             retr = make_retriever(st)
             if reset:
-                m = retr.manifest
-                had = bool((m.lexical or {}).get("fusion"))
-                if had:
-                    m.lexical = {k: v for k, v in (m.lexical or {}).items() if k != "fusion"}
-                    st.save_manifest(m)
+                had = retr.save_fusion_model(None)
                 console.print("dropped the fitted hybrid weights; the built-in ones apply" if had
                               else "no fitted hybrid weights (the built-in ones apply)", highlight=False)
                 return
