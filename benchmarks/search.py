@@ -427,6 +427,20 @@ def overhead_rounds(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> di
     return out
 
 
+def with_blas_threads(n: int, fn: Any, *a: Any) -> dict[str, Any]:
+    """``fn(*a)`` (a dict of results) with numpy's BLAS on ``n`` threads (0: as it is), recorded in it
+    as ``blas_threads``."""
+    if n:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=n, user_api="blas"):
+            out = fn(*a)
+    else:
+        out = fn(*a)
+    out["blas_threads"] = n or "default"
+    return out
+
+
 def overhead_micro(base: dict[str, np.ndarray], q: np.ndarray, n: int = 10_000, pairs: int = 1500) -> dict[str, Any]:
     """zscore's fixed per-call cost: ``pairs`` single queries at ``n`` items, naive and zscore
     interleaved call by call, BLAS on one thread; plus cProfile's function-call counts of 300 searches
@@ -634,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only zscore's fixed per-call cost at 10,000 items (1,500 interleaved single-query pairs, "
                          "cProfile call counts) → benchmarks/results/search_overhead/micro.json")
     ap.add_argument("--blas-threads", type=int, default=0,
-                    help="with --overhead: limit numpy's BLAS threads (threadpoolctl); writes overhead_blasN.*")
+                    help="with --overhead or --hybrid: limit numpy's BLAS threads (threadpoolctl); --overhead "
+                         "writes overhead_blasN.*")
     args = ap.parse_args(argv)
     if args.overhead_micro:
         base = base_embeddings()
@@ -647,14 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         base = base_embeddings()
         res = {"env": environment(), "argv": argv or sys.argv[1:]}
         qs = np.ascontiguousarray(base["queries"][: args.queries])
-        if args.blas_threads:
-            from threadpoolctl import threadpool_limits
-
-            with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-                res["overhead"] = overhead_rounds(base, qs, args)
-        else:
-            res["overhead"] = overhead_rounds(base, qs, args)
-        res["overhead"]["blas_threads"] = args.blas_threads or "default"
+        res["overhead"] = with_blas_threads(args.blas_threads, overhead_rounds, base, qs, args)
         res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         res["env"]["load_end"] = load_avg()
         folder = OUT / "search_overhead" if args.out == str(OUT / "search.json") else Path(args.out).parent

@@ -38,16 +38,9 @@ def hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
     """Per size in ``args.sizes`` (see the module docstring); ``args.blas_threads`` (> 0) limits numpy's
     BLAS to that many threads for the whole run (on 2 cores, a 2-thread BLAS scan leaves the BM25
     thread no free core)."""
-    n_blas = int(getattr(args, "blas_threads", 0) or 0)
-    if n_blas:
-        from threadpoolctl import threadpool_limits
+    from search import with_blas_threads
 
-        with threadpool_limits(limits=n_blas, user_api="blas"):
-            out = _hybrid_overhead(base, args)
-    else:
-        out = _hybrid_overhead(base, args)
-    out["blas_threads"] = n_blas or "default"
-    return out
+    return with_blas_threads(int(getattr(args, "blas_threads", 0) or 0), _hybrid_overhead, base, args)
 
 
 def _hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
