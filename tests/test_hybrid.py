@@ -210,6 +210,59 @@ def test_side_index_of_an_older_schema_is_rebuilt(tmp_path) -> None:
     assert set(lex.linked(lex.search("A.P. Warrior", 5, Modality.TEXT, with_body=True))) == {"img"}
 
 
+def test_hit_ids_come_from_the_key_column_and_stay_right(tmp_path, monkeypatch) -> None:
+    """Search hits get their ids from the ``key`` fast field through an in-memory table; the table
+    follows adds, replacements and deletes, a document another writer added is still named right
+    (read from the store of documents), and ids that share a key (forced here) are never confused."""
+    import mindgap.lexical as lexmod
+
+    def docs(n: int, tag: str) -> list[Item]:
+        return [Item(f"{tag}{i}", Modality.TEXT, text=f"harbour crane number {i} {tag}") for i in range(n)]
+
+    lex = LexicalIndex(tmp_path / "lex")
+    lex.add(docs(30, "a"))
+    want = {f"a{i}" for i in range(30)}
+    assert {h[0] for h in lex.search("harbour crane", 100)} == want
+    lex.delete(["a3"])
+    lex.add([Item("a4", Modality.TEXT, text="a lighthouse instead")])  # replaced: same id, new text
+    got = lex.search("harbour crane", 100)
+    assert {h[0] for h in got} == want - {"a3", "a4"} and lex.search("lighthouse", 5)[0][0] == "a4"
+    # another writer on the same folder (as another process would be): its documents are not in this
+    # instance's table, and are still named by their stored id
+    other = LexicalIndex(tmp_path / "lex")
+    other.add(docs(5, "b"))
+    for ix in lex._ix.values():
+        ix.reload()
+    assert {h[0] for h in lex.search("harbour crane", 100)} == (want - {"a3", "a4"}) | {f"b{i}" for i in range(5)}
+    # every id on one key: the table cannot tell them apart, so the stored ids decide
+    monkeypatch.setattr(lexmod, "id_key", lambda iid: 7)
+    clash = LexicalIndex()
+    clash.add(docs(12, "c"))
+    hits = clash.search("harbour crane 5", 12, with_body=2)
+    assert hits[0][0] == "c5" and {h[0] for h in hits} == {f"c{i}" for i in range(12)}
+    assert hits[0][2] == "harbour crane number 5 c" and hits[2][2] is None  # text of the best 2 only
+
+
+def test_side_index_without_the_key_column_is_rebuilt(tmp_path) -> None:
+    """A per-modality side index of the previous schema (no ``key`` column) is rebuilt when opened,
+    then filled by the store's sync."""
+    import tantivy as tv
+
+    sb = tv.SchemaBuilder()
+    for f, tok in (("id", "raw"), ("modality", "raw"), ("has_text", "raw"), ("body", "en_stem"), ("name", "en_stem")):
+        sb.add_text_field(f, stored=f != "has_text", tokenizer_name=tok)
+    (tmp_path / "lexical" / "text").mkdir(parents=True)
+    old = tv.Index(sb.build(), path=str(tmp_path / "lexical" / "text"), reuse=True)
+    w = old.writer(50_000_000, 1)
+    w.add_document(tv.Document(id="x", modality="text", has_text="1", body="old words", name=[]))
+    w.commit()
+    del w, old
+    lex = LexicalIndex(tmp_path / "lexical")
+    assert lex.count() == 0
+    lex.add([Item("t", Modality.TEXT, text="old words again")])
+    assert lex.search("old words", 5) == [("t", pytest.approx(lex.search("old words", 5)[0][1]))]
+
+
 def test_hybrid_reaches_an_image_through_the_passage_that_names_it(mmqa_dir, offline_encoder, tmp_path) -> None:
     """A real MMQA dev question that never names its gold image's title ("PlayStation Theater"):
     the hybrid search finds it through the passage about the Shorty Awards (linked evidence);

@@ -172,18 +172,21 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
     blocks: list[list[tuple[Any, ...]]] = [[] for _ in q]
 
     def lexical_side(t: str) -> tuple[dict[Modality, dict[str, float]], dict[str, tuple[float, str]]]:
-        full = {m: lex.search(t, lex_depth, m, with_body=link and m == Modality.TEXT) for m in mods}
+        full = {m: lex.search(t, lex_depth, m, with_body=LINK_PASSAGES if link and m == Modality.TEXT else False)
+                for m in mods}
         hits = {m: {h[0]: h[1] for h in hs} for m, hs in full.items()}
         if not link:
             return hits, {}
         top = full[Modality.TEXT] if Modality.TEXT in full else lex.search(t, LINK_PASSAGES, Modality.TEXT,
-                                                                           with_body=True)
+                                                                           with_body=LINK_PASSAGES)
         return hits, lex.linked(top[:LINK_PASSAGES])
 
-    # BM25 runs on a thread while the dense search scans: tantivy and BLAS both release the GIL
-    # a batch is split over the pool's workers (one chunk each); a single query is one job
-    n_jobs = min(_WORKERS, max(1, len(texts) // 8))
-    cuts = [len(texts) * j // n_jobs for j in range(n_jobs + 1)]
+    # a batch's BM25 side runs on worker threads while the dense search scans (tantivy and BLAS
+    # both release the GIL), split over the pool (one chunk each). A short batch runs it in line:
+    # on 2 cores a BM25 thread beside BLAS's two slowed a single 100K-item search
+    # (4.8 ms in line vs 5.0 ms threaded; benchmarks/search.py --hybrid)
+    n_jobs = min(_WORKERS, len(texts) // 8)
+    cuts = [len(texts) * j // n_jobs for j in range(n_jobs + 1)] if n_jobs else []
     lex_jobs = [_pool().submit(lambda a=a, b=b: [lexical_side(t) for t in texts[a:b]])
                 for a, b in zip(cuts[:-1], cuts[1:])]
     dense_res: dict[Modality, Any] = {}
@@ -191,7 +194,8 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
         if retr.store.count(m) == 0:
             continue
         dense_res[m] = retr.dense_candidates(corr, gap_name, q, qmod, m, depth)
-    sides = [side for job in lex_jobs for side in job.result()]
+    sides = ([side for job in lex_jobs for side in job.result()] if lex_jobs
+             else [lexical_side(t) for t in texts])
     lex_hits = [h for h, _ in sides]
     links = [ln for _, ln in sides]
     # the candidates each query adds beyond its dense list: BM25 hits, then linked items, per modality
@@ -334,17 +338,21 @@ def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None
     if min_prob is not None and probs is not None:
         ok &= np.asarray(probs) >= min_prob
     keep = np.flatnonzero(ok)
-    top = keep[best_first(score[keep], lambda o: [c.ids[j] for j in keep[o]], k)].tolist()
-    out = []
+    top = keep[best_first(score[keep], lambda o: [c.ids[j] for j in keep[o]], k)]
+    if not len(top):
+        return []
     mods = c.mods()
-    ids = np.array(c.ids)
-    for r, j in enumerate(top):
-        # rank within its modality by cosine (ties by id), among the candidates
-        ahead = (mods == mods[j]) & ((c.cosine > c.cosine[j]) | ((c.cosine == c.cosine[j]) & (ids < ids[j])))
-        mr = 1 + int(ahead.sum())
-        out.append(Hit(id=c.ids[j], modality=c.modality[j], cosine=float(c.cosine[j]), score=float(score[j]),
-                       rank=r + 1, modality_rank=mr))
-    return out
+    cos = c.cosine
+    # each hit's rank within its modality by cosine (ties by id), among the candidates: one
+    # (hits × candidates) comparison
+    ahead = (mods[None, :] == mods[top][:, None]) & (cos[None, :] > cos[top][:, None])
+    ties = np.flatnonzero(((cos[None, :] == cos[top][:, None]) & (mods[None, :] == mods[top][:, None])).sum(1) > 1)
+    mrank = 1 + ahead.sum(1)
+    for r in ties.tolist():
+        j = top[r]
+        mrank[r] += sum(1 for i in np.flatnonzero((cos == cos[j]) & (mods == mods[j])).tolist() if c.ids[i] < c.ids[j])
+    return [Hit(id=c.ids[j], modality=c.modality[j], cosine=float(cos[j]), score=float(score[j]), rank=r + 1,
+                modality_rank=int(mr)) for r, (j, mr) in enumerate(zip(top.tolist(), mrank.tolist()))]
 
 
 def fit_fusion(cands: Sequence[Candidates], relevant: Sequence[Sequence[str]], *, fitted_on: str,

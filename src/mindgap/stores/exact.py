@@ -30,6 +30,7 @@ class ExactStore(BaseStore):
         self._items: dict[str, Item] = {}
         self._vec: dict[str, np.ndarray] = {}
         self._mat: dict[Modality, tuple[list[str], np.ndarray]] = {}
+        self._rows: dict[Modality, dict[str, int]] = {}  # id -> row of _matrix (cached with it)
         self._dim: int | None = None
         self._nseg = 0
         if self.path:
@@ -73,6 +74,7 @@ class ExactStore(BaseStore):
             self._vec[it.id] = row
         self._dim = v.shape[1]
         self._mat.clear()
+        self._rows.clear()
         return len(items)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -86,6 +88,7 @@ class ExactStore(BaseStore):
             del self._items[i]
             del self._vec[i]
         self._mat.clear()
+        self._rows.clear()
         return len(gone)
 
     def _matrix(self, modality: Modality) -> tuple[list[str], np.ndarray]:
@@ -116,8 +119,16 @@ class ExactStore(BaseStore):
             all_ids, mat = self._matrix(Modality.parse(modality))
             return list(all_ids), mat.copy()
         found = [i for i in ids if i in self._vec]
-        mat = np.stack([self._vec[i] for i in found]) if found else np.zeros((0, self._dim or 0), np.float32)
-        return found, mat
+        if not found:
+            return found, np.zeros((0, self._dim or 0), np.float32)
+        m = Modality.parse(modality)
+        rows = self._rows.get(m)
+        if rows is None:
+            rows = self._rows[m] = {i: r for r, i in enumerate(self._matrix(m)[0])}
+        idx = [rows.get(i) for i in found]
+        if None in idx:  # an id of the other modality
+            return found, np.stack([self._vec[i] for i in found])
+        return found, self._matrix(m)[1][idx]  # one gather from the cached matrix (a copy)
 
 
 @stores.register("exact", help="exact numpy scan (in memory, or persisted to a directory)")
