@@ -118,17 +118,17 @@ class ExactStore(BaseStore):
         if ids is None:
             all_ids, mat = self._matrix(Modality.parse(modality))
             return list(all_ids), mat.copy()
-        found = [i for i in ids if i in self._vec]
-        if not found:
-            return found, np.zeros((0, self._dim or 0), np.float32)
         m = Modality.parse(modality)
         rows = self._rows.get(m)
         if rows is None:
             rows = self._rows[m] = {i: r for r, i in enumerate(self._matrix(m)[0])}
-        idx = [rows.get(i) for i in found]
-        if None in idx:  # an id of the other modality
-            return found, np.stack([self._vec[i] for i in found])
-        return found, self._matrix(m)[1][idx]  # one gather from the cached matrix (a copy)
+        idx = [rows.get(i) for i in ids]
+        if None not in idx:  # all of this modality: one gather from the cached matrix (a copy)
+            return list(ids), self._matrix(m)[1][idx]
+        found = [i for i in ids if i in self._vec]  # unknown ids, or ids of the other modality
+        if not found:
+            return found, np.zeros((0, self._dim or 0), np.float32)
+        return found, np.stack([self._vec[i] for i in found])
 
 
 @stores.register("exact", help="exact numpy scan (in memory, or persisted to a directory)")
