@@ -183,8 +183,8 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
 
     # the BM25 side runs on worker threads while the dense search scans (tantivy and BLAS both
     # release the GIL): a batch split over the pool (one chunk each), a short batch as one job when
-    # a core is free of BLAS threads. Without a free core it runs in line: on 2 cores a BM25 thread
-    # beside BLAS's two slowed a single 100K-item search (4.8 ms in line vs 5.0 ms threaded)
+    # a core is likely free (_spare_core); else in line: on 2 cores a BM25 thread beside BLAS's two
+    # slowed a single 100K-item search (4.8 ms in line vs 5.0 ms threaded)
     n_jobs = min(_WORKERS, len(texts) // 8) or (1 if _spare_core() else 0)
     cuts = [len(texts) * j // n_jobs for j in range(n_jobs + 1)] if n_jobs else []
     lex_jobs = [_pool().submit(lambda a=a, b=b: [lexical_side(t) for t in texts[a:b]])
@@ -257,12 +257,16 @@ _BLAS: Any = None
 
 
 def _spare_core() -> bool:
-    """Whether this process has a core that numpy's BLAS threads leave free (read per call: a
-    caller may limit BLAS with threadpoolctl; without threadpoolctl, more than 2 cores)."""
+    """Whether a BM25 thread beside the dense scan would find a core: more than 2 cores (BLAS
+    rarely keeps many busy for one query's scan), or numpy's BLAS limited below the core count
+    (read per call, ~1 µs: a caller may limit it with threadpoolctl). On 2 cores with BLAS on
+    both, a BM25 thread slowed single 100K-item searches (benchmarks/search.py --hybrid)."""
     global _BLAS
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 2:
+        return True
     if _BLAS is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -270,9 +274,7 @@ def _spare_core() -> bool:
             _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:  # noqa: BLE001 - threadpoolctl is optional here
             _BLAS = []
-    if not _BLAS:
-        return cores > 2
-    return max(lib.num_threads for lib in _BLAS) < cores
+    return bool(_BLAS) and max(lib.num_threads for lib in _BLAS) < cores
 
 
 def _pool() -> Any:
