@@ -9,11 +9,13 @@ both relevant items (the photo and its sibling caption) and both@10. Then the pa
 recommended − peer with a 95 % paired-bootstrap interval (10,000 resamples of the queries, seed 0)
 and the number of queries on which the two differ at all.
 
-Run from the repo root: ``python docs/results/fusion/headtohead.py`` → headtohead.json / .md here.
+Run from the repo root: ``python docs/results/fusion/headtohead.py`` → headtohead.json / .md here
+(``ENCODER=spec`` and ``OUT=dir`` measure another encoder elsewhere, as reproduce.sh does).
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +27,14 @@ from mindgap.eval.reports import md_table
 from mindgap.eval.runner import EvalConfig, _embed_queries, _fresh, _parse_entry, build_fit_data, relevant_sets
 from mindgap.retriever import Retriever
 
-OUT = Path(__file__).parent
+OUT = Path(os.environ.get("OUT") or Path(__file__).parent)
 RECOMMENDED = ["calibrated", "calibrated@corpus"]
 PEERS = ["quota", "rrf", "minmax", "dbsf", "zscore", "zscore@pseudo"]
 K, B = 10, 10_000
 
 
 def main() -> None:
-    enc = DEFAULT_OFFLINE_SPEC
+    enc = os.environ.get("ENCODER") or DEFAULT_OFFLINE_SPEC
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_caption_benchmark("flickr8k_224", encoder=enc)
     retr = Retriever(f"exact:runs/fusion/flickr8k-{tag}.store", encoder=enc)
