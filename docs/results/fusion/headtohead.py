@@ -10,7 +10,7 @@ recommended − peer with a 95 % paired-bootstrap interval (10,000 resamples of 
 and the number of queries on which the two differ at all.
 
 Run from the repo root: ``python docs/results/fusion/headtohead.py`` → headtohead.json / .md here
-(``ENCODER=spec`` and ``OUT=dir`` measure another encoder elsewhere, as reproduce.sh does).
+(``ENCODER=spec``, ``OUT=dir`` and ``RUNS=dir`` — where its stores live — measure another encoder elsewhere).
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def main() -> None:
     enc = os.environ.get("ENCODER") or DEFAULT_OFFLINE_SPEC
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_caption_benchmark("flickr8k_224", encoder=enc)
-    retr = Retriever(f"exact:runs/fusion/flickr8k-{tag}.store", encoder=enc)
+    runs = os.environ.get("RUNS") or "runs/fusion"
+    retr = Retriever(f"exact:{runs}/flickr8k-{tag}.store", encoder=enc)
     items = bench.corpus_items()
     retr.index(items, progress=False, total=len(items), source=f"benchmark:{bench.name}")
     cfg = EvalConfig()
