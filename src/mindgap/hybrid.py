@@ -257,10 +257,11 @@ _BLAS: Any = None
 
 
 def _spare_core() -> bool:
-    """Whether a BM25 thread beside the dense scan would find a core: more than 2 cores (BLAS
-    rarely keeps many busy for one query's scan), or numpy's BLAS limited below the core count
-    (read per call, ~1 µs: a caller may limit it with threadpoolctl). On 2 cores with BLAS on
-    both, a BM25 thread slowed single 100K-item searches (benchmarks/search.py --hybrid)."""
+    """Whether a BM25 thread beside the dense scan is likely to find a core: more than 2 cores
+    (not measured: no such machine here), or numpy's BLAS limited below the core count (read per
+    call, ~1 µs: a caller may limit it with threadpoolctl; measured: 1.22× dense at 100K items with
+    BLAS on 1 of 2 cores). On 2 cores with BLAS on both, a BM25 thread slowed single 100K-item
+    searches (benchmarks/search.py --hybrid), so it runs in line there."""
     global _BLAS
     import os
 
