@@ -112,6 +112,29 @@ def test_same_title_image_and_passage_both_on_top(mmqa_store, offline_encoder) -
         assert image_id not in [h.id for h in r.search(title, k=5)]
 
 
+def test_batch_threads_and_in_line_give_the_same_hits(mmqa_store, offline_encoder, monkeypatch) -> None:
+    """The BM25 side runs in line, on one worker thread or split over the pool (a batch); every way
+    gives the same hits for the same queries."""
+    import mindgap.hybrid as hyb
+
+    queries = [*NAMES, "the venue of the Shorty Awards", "who sang in the film", "a horse race at a park",
+               "the logo of the racetrack", "songs of a singer born in 1929", "an album cover", "a theater in New York",
+               "a Canadian singer", "Motown records", "Bollywood playback", "the Kentucky Derby", "a concert stage",
+               "the 1976 film"]
+    with Retriever(mmqa_store, encoder=offline_encoder) as r:
+        key = lambda hits: [[(h.id, h.score, h.rank, h.modality_rank) for h in hs] for hs in hits]
+        batch = key(r.search_many(queries, k=8, hybrid=True))  # 17 queries: split over the 2 workers
+        monkeypatch.setattr(hyb, "_spare_core", lambda: False)
+        in_line = key([[*r.search(t, k=8, hybrid=True)] for t in queries])
+        monkeypatch.setattr(hyb, "_spare_core", lambda: True)
+        threaded = key([[*r.search(t, k=8, hybrid=True)] for t in queries])
+    assert in_line == threaded  # the same arithmetic, wherever BM25 ran
+    # a batch encodes and scans as matrices: the same hits, scores equal to float32 rounding
+    assert [[h[:1] + h[2:] for h in hs] for hs in batch] == [[h[:1] + h[2:] for h in hs] for hs in in_line]
+    assert np.allclose([h[1] for hs in batch for h in hs], [h[1] for hs in in_line for h in hs], rtol=1e-5, atol=1e-7)
+    assert any(h[0] in TITLED for hs in batch for h in hs)  # the queries reach the titled images
+
+
 def test_delete_removes_from_both_and_survives_restart(mmqa_store, offline_encoder, tmp_path) -> None:
     import shutil
 
