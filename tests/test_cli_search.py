@@ -254,3 +254,37 @@ def test_other_store_backends_match_exact(name, store, capsys, tmp_path, flickr_
         res[key] = run_json(capsys, ["search", uri, flickr_test[0].captions[1], "-k", "8"])["hits"]
     assert [h["id"] for h in res[name]] == [h["id"] for h in res["exact"]]
     np.testing.assert_allclose([h["cosine"] for h in res[name]], [h["cosine"] for h in res["exact"]], atol=1e-5)
+
+
+def test_weights_retrained_in_place_are_refused(tmp_path, capsys, flickr_test) -> None:
+    """A model directory retrained (here: one weight changed) under the same spec no longer matches the
+    store it built: searching it is refused with a clear message, not answered with vectors that do
+    not compare. A manifest without a fingerprint (older stores) is not refused."""
+    import safetensors.numpy as stn
+
+    from mindgap.encoders.dual import resolve_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model_dir("flickr8k-effnet"), model)
+    spec = f"mindgap:{model}"
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text("".join(json.dumps({"id": f"t{i}", "text": r.captions[0]}) + "\n"
+                          for i, r in enumerate(flickr_test[:6])), encoding="utf-8")
+    uri = f"exact:{tmp_path / 'store'}"
+    assert main(["index", str(kb), "--store", uri, "--encoder", spec, "--no-progress", "--no-auto-gap"]) == 0
+    assert main(["search", uri, "a dog", "--json"]) == 0  # the same weights: fine
+    capsys.readouterr()
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["encoder_weights"].startswith("sha256:")
+    w = stn.load_file(str(model / "model.safetensors"))
+    name = sorted(w)[0]
+    w[name] = w[name] + np.float32(0.01)
+    stn.save_file(w, str(model / "model.safetensors"))
+    msg = run_err(capsys, ["search", uri, "a dog"])
+    assert "retrained or replaced" in msg and manifest["encoder_weights"] in msg and "Traceback" not in msg
+    with pytest.raises(EncoderMismatch):
+        Retriever(uri).search("a dog")
+    # an older manifest records no fingerprint: nothing to compare, as before
+    manifest.pop("encoder_weights")
+    (tmp_path / "store" / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["search", uri, "a dog", "--json"]) == 0

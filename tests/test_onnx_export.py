@@ -248,3 +248,23 @@ def test_int8_all_quantises_the_down_projections_too(tmp_path_factory, tmp_path,
     enc = load_encoder(f"onnx:{out}?variant=int8")
     assert _cos(enc.encode_text(TEXTS), tiny_hf.encode_text(TEXTS)).min() >= 0.98
     assert _cos(enc.encode_image(held_out_images), tiny_hf.encode_image(held_out_images)).min() >= 0.98
+
+
+def test_weights_fingerprint_covers_the_loaded_graphs_only(onnx_dir, tmp_path, tiny_hf):
+    """A store's encoder fingerprint is the weights the encoder loads: an ONNX variant hashes its two
+    graphs (another variant beside them changes nothing; a changed graph does), a model directory
+    hashes its weight files, a hub id has none."""
+    import shutil
+
+    from mindgap.encoders.base import weights_fingerprint
+
+    d = tmp_path / "onnx"
+    shutil.copytree(onnx_dir, d)
+    fp32, int8 = load_encoder(f"onnx:{d}"), load_encoder(f"onnx:{d}?variant=int8")
+    a, b = weights_fingerprint(fp32), weights_fingerprint(int8)
+    assert a and b and a != b
+    (fp32.text_graph.parent / "text_model_fp16.onnx").write_bytes(b"another variant")
+    assert weights_fingerprint(load_encoder(f"onnx:{d}")) == a
+    fp32.vision_graph.write_bytes(fp32.vision_graph.read_bytes() + b"\0")
+    assert weights_fingerprint(fp32) != a
+    assert weights_fingerprint(tiny_hf) and weights_fingerprint(object()) is None

@@ -26,6 +26,8 @@ class Manifest:
     Attributes:
         encoder_spec: spec string of the encoder that embedded the items.
         dim: embedding dimension.
+        encoder_weights: fingerprint of the encoder's weights
+            (:func:`mindgap.encoders.base.weights_fingerprint`), when they are local files.
         encoder_training: what the encoder was trained on (dataset, split, image ids), when
             known — used to refuse fitting gap correctors on the encoder's training data.
         text_mode: how passages were embedded (``sentences`` mean or ``truncate``).
@@ -40,6 +42,7 @@ class Manifest:
     encoder_spec: str
     dim: int
     encoder_training: dict[str, Any] | None = None
+    encoder_weights: str | None = None
     text_mode: str = "sentences"
     index: dict[str, Any] = field(default_factory=dict)
     gap: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,13 +61,22 @@ class Manifest:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def check_encoder(self, spec: str, dim: int) -> None:
-        """Refuse a query encoder that is not the one that built the store."""
+    def check_encoder(self, spec: str, dim: int, weights: str | None = None) -> None:
+        """Refuse a query encoder that is not the one that built the store: another spec or dim,
+        or — when both are known (:func:`mindgap.encoders.base.weights_fingerprint`) — other
+        weights under the same spec (a model directory retrained in place)."""
         if spec != self.encoder_spec or int(dim) != int(self.dim):
             raise EncoderMismatch(
                 f"this store was built with encoder {self.encoder_spec!r} (dim {self.dim}); "
                 f"refusing queries embedded with {spec!r} (dim {dim}). Re-index with the new "
                 "encoder or query with the original one.",
+                item="encoder",
+            )
+        if weights and self.encoder_weights and weights != self.encoder_weights:
+            raise EncoderMismatch(
+                f"this store was built with encoder {spec!r} whose weights were {self.encoder_weights}; the "
+                f"weights loaded under that name now are {weights} (retrained or replaced). Their vectors do "
+                "not compare: re-index with the new weights or load the original ones.",
                 item="encoder",
             )
 

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import ImageError, InputError, StoreError
 from .gap import FitData, GapCorrector, corrector_from_dict, make_corrector
 from .gap.base import fit_checked
+from .encoders.base import weights_fingerprint
 from .manifest import Manifest, encoder_training_info
 from .stores import VectorStore, open_store
 from .ingest.report import IngestReport
@@ -88,7 +89,7 @@ class Retriever:
         if self._encoder is not None:
             self._encoder_spec = self._encoder.name
             if m is not None:
-                m.check_encoder(self._encoder.name, self._encoder.dim)
+                m.check_encoder(self._encoder.name, self._encoder.dim, weights_fingerprint(self._encoder))
         self.text_mode = m.text_mode if m is not None else text_mode
         self._gaps: dict[str, GapCorrector] = {}
         self._item_cache: dict[tuple[str, str], tuple[int, list[str], np.ndarray]] = {}
@@ -104,7 +105,7 @@ class Retriever:
             self._encoder = load_encoder(self._encoder_spec)
             m = self.store.manifest
             if m is not None:
-                m.check_encoder(self._encoder.name, self._encoder.dim)
+                m.check_encoder(self._encoder.name, self._encoder.dim, weights_fingerprint(self._encoder))
         return self._encoder
 
     @property
@@ -116,7 +117,8 @@ class Retriever:
         m = self.store.manifest
         if m is None:
             m = Manifest(encoder_spec=self.encoder.name, dim=self.encoder.dim,
-                         encoder_training=encoder_training_info(self.encoder), text_mode=self.text_mode,
+                         encoder_training=encoder_training_info(self.encoder),
+                         encoder_weights=weights_fingerprint(self.encoder), text_mode=self.text_mode,
                          index={"uri": self.store.uri})
             self.store.save_manifest(m)
         return m

@@ -13,7 +13,10 @@ normalisation, so every backend honours the same contract:
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -35,6 +38,69 @@ class Encoder(Protocol):
 
     def encode_image(self, images: Sequence[Any], *, batch_size: int | None = None,
                      show_progress: bool | None = None) -> np.ndarray: ...
+
+
+#: files whose bytes are a model's weights (what a retrain or a replaced download changes)
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".bin", ".pt", ".pth", ".data", ".gguf")
+_FULL_HASH_MAX = 256 << 20  # bigger files are sampled: size + 32 evenly spaced 256 KB chunks
+_FP_CACHE: dict[tuple[str, int, int], str] = {}
+_FP_LOCK = threading.Lock()
+
+
+def _file_digest(f: Path) -> str:
+    st = f.stat()
+    key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+    with _FP_LOCK:
+        got = _FP_CACHE.get(key)
+    if got is not None:
+        return got
+    h = hashlib.sha256(str(st.st_size).encode())
+    with f.open("rb") as fh:
+        if st.st_size <= _FULL_HASH_MAX:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        else:
+            chunk = 256 << 10
+            for i in range(32):
+                fh.seek((st.st_size - chunk) * i // 31)
+                h.update(fh.read(chunk))
+    got = h.hexdigest()
+    with _FP_LOCK:
+        _FP_CACHE[key] = got
+    return got
+
+
+def weights_fingerprint(encoder: Any) -> str | None:
+    """A fingerprint of the weights an encoder was loaded from, for store manifests: a store built
+    with one set of weights refuses queries embedded by another under the same spec (a model
+    directory retrained in place, a bundled model replaced). ``None`` when the weights are not in a
+    local directory (a hub id: its name is what the manifest checks) or when the files cannot be read.
+
+    sha256 over each weight file (:data:`WEIGHT_SUFFIXES`) of the directory: its name, size and
+    bytes (files over 256 MB: 32 evenly spaced chunks), cached per file, size and mtime.
+    """
+    root = getattr(encoder, "path", None) or getattr(encoder, "source", None)
+    if root is None:
+        return None
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    try:
+        # an encoder that loads some of its directory's weight files names them (ONNX: the
+        # variant's two graphs), so adding another variant beside them changes nothing
+        graphs = [getattr(encoder, a, None) for a in ("text_graph", "vision_graph")]
+        if all(isinstance(g, Path) for g in graphs):
+            files = sorted({f for g in graphs for f in g.parent.glob(g.name + "*") if f.is_file()})
+        else:
+            files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in WEIGHT_SUFFIXES)
+        if not files:
+            return None
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.relative_to(root).as_posix()}:{_file_digest(f)}\n".encode())
+    except OSError:
+        return None
+    return "sha256:" + h.hexdigest()[:32]
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
