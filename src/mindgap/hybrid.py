@@ -370,9 +370,9 @@ def rank_hits(c: Candidates, score: np.ndarray, k: int, probs: np.ndarray | None
     cos = c.cosine
     # each hit's rank within its modality by cosine (ties by id), among the candidates: one
     # (hits × candidates) comparison
-    ahead = (mods[None, :] == mods[top][:, None]) & (cos[None, :] > cos[top][:, None])
-    ties = np.flatnonzero(((cos[None, :] == cos[top][:, None]) & (mods[None, :] == mods[top][:, None])).sum(1) > 1)
-    mrank = 1 + ahead.sum(1)
+    same = mods[None, :] == mods[top][:, None]
+    mrank = 1 + (same & (cos[None, :] > cos[top][:, None])).sum(1)
+    ties = np.flatnonzero((same & (cos[None, :] == cos[top][:, None])).sum(1) > 1)
     for r in ties.tolist():
         j = top[r]
         mrank[r] += sum(1 for i in np.flatnonzero((cos == cos[j]) & (mods == mods[j])).tolist() if c.ids[i] < c.ids[j])

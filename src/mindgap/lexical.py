@@ -285,11 +285,7 @@ class LexicalIndex:
                 table = self._by_key.get(m)
                 if table is None:
                     table = {}
-                    n = self.count(m)
-                    if n:
-                        s = self._ix[m].searcher()
-                        self._map_ids(table, (s.doc(a)["id"][0] for _, a in s.search(self._tv.Query.all_query(), n,
-                                                                                       count=False).hits))
+                    self._map_ids(table, self.ids(m))
                     self._by_key[m] = table
         return table
 
@@ -316,8 +312,9 @@ class LexicalIndex:
                 table = self._by_key.get(m)
                 if table is not None:
                     for i in ids:
-                        if table.get(id_key(i)) == i:
-                            del table[id_key(i)]
+                        key = id_key(i)
+                        if table.get(key) == i:
+                            del table[key]
             if self._no_text is not None:
                 self._no_text.difference_update(ids)
 

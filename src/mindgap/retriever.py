@@ -88,8 +88,7 @@ class Retriever:
         self._encoder_spec = resolve_encoder_spec(m, encoder if isinstance(encoder, str) else None)
         if self._encoder is not None:
             self._encoder_spec = self._encoder.name
-            if m is not None:
-                m.check_encoder(self._encoder.name, self._encoder.dim, weights_fingerprint(self._encoder))
+            self._check_encoder(m)
         self.text_mode = m.text_mode if m is not None else text_mode
         self._gaps: dict[str, GapCorrector] = {}
         self._item_cache: dict[tuple[str, str], tuple[int, list[str], np.ndarray]] = {}
@@ -103,10 +102,13 @@ class Retriever:
             from .encoders import load_encoder
 
             self._encoder = load_encoder(self._encoder_spec)
-            m = self.store.manifest
-            if m is not None:
-                m.check_encoder(self._encoder.name, self._encoder.dim, weights_fingerprint(self._encoder))
+            self._check_encoder(self.store.manifest)
         return self._encoder
+
+    def _check_encoder(self, m: Manifest | None) -> None:
+        """Refuse an encoder that did not build the store: spec, dim, weights (:meth:`Manifest.check_encoder`)."""
+        if m is not None:
+            m.check_encoder(self._encoder.name, self._encoder.dim, weights_fingerprint(self._encoder))
 
     @property
     def encoder_spec(self) -> str:
