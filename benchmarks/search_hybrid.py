@@ -34,6 +34,28 @@ def texts_for(n_text: int, n_img: int) -> tuple[list[str], list[str | None], lis
     return text, titles, [r.captions[4] for r in recs]
 
 
+def worded_corpus(base: dict[str, np.ndarray], n: int) -> tuple[list[Any], np.ndarray, list[str]]:
+    """:func:`search.make_corpus` of ``n`` items with real words (module docstring) → ``(items,
+    vectors, query strings)``; the query strings match ``base["queries"]`` row for row."""
+    from search import make_corpus
+
+    from mindgap.types import Item, Modality
+
+    items, vecs = make_corpus(base, n)
+    n_img = sum(it.modality == Modality.IMAGE for it in items)
+    text, titles, qtext = texts_for(len(items) - n_img, n_img)
+    ti = ii = 0
+    fixed = []
+    for it in items:
+        if it.modality == Modality.TEXT:
+            fixed.append(Item(it.id, it.modality, text=text[ti]))
+            ti += 1
+        else:
+            fixed.append(Item(it.id, it.modality, uri=f"/img/{ii:07d}.jpg", text=titles[ii]))
+            ii += 1
+    return fixed, vecs, qtext
+
+
 def hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
     """Per size in ``args.sizes`` (see the module docstring); ``args.blas_threads`` (> 0) limits numpy's
     BLAS to that many threads for the whole run (on 2 cores, a 2-thread BLAS scan leaves the BM25
@@ -44,27 +66,15 @@ def hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
 
 
 def _hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
-    from search import K, gap_retriever, load_avg, make_corpus
+    from search import K, gap_retriever, load_avg
 
     from mindgap.lexical import LexicalIndex
-    from mindgap.types import Item, Modality
 
     q = np.ascontiguousarray(base["queries"][: args.queries])
     out: dict[str, Any] = {"k": K, "dense": "calibrated", "hybrid": "calibrated fusion (hybrid=True)", "sizes": {}}
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        items, vecs = make_corpus(base, n)
-        n_img = sum(it.modality == Modality.IMAGE for it in items)
-        text, titles, qtext = texts_for(len(items) - n_img, n_img)
+        fixed, vecs, qtext = worded_corpus(base, n)
         qtext = qtext[: len(q)]
-        ti = ii = 0
-        fixed = []
-        for it in items:
-            if it.modality == Modality.TEXT:
-                fixed.append(Item(it.id, it.modality, text=text[ti]))
-                ti += 1
-            else:
-                fixed.append(Item(it.id, it.modality, uri=f"/img/{ii:07d}.jpg", text=titles[ii]))
-                ii += 1
         r = gap_retriever(fixed, vecs, q, gap="calibrated")
         st = r.store
         row: dict[str, Any] = {"load_before": load_avg()}
@@ -112,7 +122,7 @@ def _hybrid_overhead(base: dict[str, np.ndarray], args: Any) -> dict[str, Any]:
         row["load_after"] = load_avg()
         out["sizes"][str(n)] = row
         print(json.dumps({n: row}), flush=True)
-        del items, vecs, fixed, r, st
+        del vecs, fixed, r, st
         gc.collect()
     return out
 
@@ -139,4 +149,4 @@ def markdown(res: dict[str, Any]) -> str:
                   "load before / after"], rows), ""])
 
 
-__all__ = ["hybrid_overhead", "markdown"]
+__all__ = ["hybrid_overhead", "markdown", "worded_corpus"]

@@ -391,3 +391,70 @@ def test_open_clip_wrapper_against_a_stand_in(tmp_path, images):
     i = enc.encode_image(images, batch_size=2)
     _assert_rows(i, len(images), 16)
     np.testing.assert_allclose(i, enc.encode_image(images, batch_size=5), atol=1e-5)
+
+
+def test_one_query_text_runs_pytorch_on_one_thread_and_restores_it(offline_encoder, monkeypatch):
+    """A single query text is encoded on MINDGAP_QUERY_THREADS PyTorch threads (default 1), and
+    the calling thread gets its setting back afterwards, also when calls nest or run on several
+    threads at once (PyTorch keeps the count per thread)."""
+    import threading
+
+    import torch
+
+    from mindgap.encoders.base import torch_query_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+        real = type(offline_encoder)._encode_text_batch
+
+        def spy(self, texts):
+            seen.append(torch.get_num_threads())
+            return real(self, texts)
+
+        monkeypatch.setattr(type(offline_encoder), "_encode_text_batch", spy)
+        monkeypatch.delenv("MINDGAP_QUERY_THREADS", raising=False)
+        one = offline_encoder.encode_text(["a dog runs on the grass"])
+        two = offline_encoder.encode_text(["a dog runs on the grass", "a cat"])
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        np.testing.assert_allclose(one[0], two[0], atol=1e-5)  # the same embedding, whatever the threads
+        monkeypatch.setenv("MINDGAP_QUERY_THREADS", "0")  # 0: PyTorch's own setting
+        offline_encoder.encode_text(["a dog"])
+        assert seen[-1] == 2
+        monkeypatch.setenv("MINDGAP_QUERY_THREADS", "lots")
+        with pytest.raises(InputError, match="MINDGAP_QUERY_THREADS"):
+            offline_encoder.encode_text(["a dog"])
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("MINDGAP_QUERY_THREADS")
+        with torch_query_threads("cpu"):
+            with torch_query_threads("cpu"):
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1  # the outer call is still running
+        assert torch.get_num_threads() == 2
+        errors: list[str] = []
+
+        def many():
+            torch.set_num_threads(2)
+            for _ in range(50):
+                with torch_query_threads("cpu"):
+                    if torch.get_num_threads() != 1:
+                        errors.append(f"inside: {torch.get_num_threads()}")
+                if torch.get_num_threads() != 2:
+                    errors.append(f"after: {torch.get_num_threads()}")
+
+        workers = [threading.Thread(target=many) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert not errors and torch.get_num_threads() == 2
+        fresh: list[int] = []
+        w = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        w.start()
+        w.join()
+        assert fresh == [2]  # the process-wide default for new threads is back too
+        with torch_query_threads(torch.device("cuda")):  # a GPU model: nothing to change on the CPU
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

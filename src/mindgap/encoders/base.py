@@ -13,9 +13,10 @@ normalisation, so every backend honours the same contract:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,6 +25,59 @@ import numpy as np
 from ..errors import InputError
 from ..images import describe, load_image
 from ..text import validate_texts
+
+
+def query_threads() -> int:
+    """PyTorch CPU threads for encoding one query text: ``MINDGAP_QUERY_THREADS`` (default 1;
+    0 = leave PyTorch's setting alone). A bad value is a clear error naming the variable."""
+    import os
+
+    raw = os.environ.get("MINDGAP_QUERY_THREADS", "").strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"MINDGAP_QUERY_THREADS must be a whole number >= 0, got {raw!r}", item="MINDGAP_QUERY_THREADS")
+    return n
+
+
+@contextlib.contextmanager
+def torch_query_threads(device: Any = "cpu") -> Iterator[None]:
+    """Run PyTorch CPU work on :func:`query_threads` threads (default 1; nothing changes on a GPU).
+
+    For one query text. PyTorch's OpenMP threads keep spinning after each call. numpy's OpenBLAS
+    threads do the same after a store scan. A query loop (encode, scan, encode, ...) then has the
+    two pools fight over the cores.
+
+    Measured on 2 cores with the bundled model (benchmarks/results/query_loop.md):
+    * a whole query (encode, scan, fetch) took 16.0 ms at 10K items and 21.2 ms at 100K with
+      PyTorch on 2 threads, and 9.0 ms and 13.6 ms with one thread;
+    * one thread costs 1-2.4 ms when nothing else runs (the encoder alone: 6.9-7.1 ms on 2 threads,
+      8.1-9.2 ms on one).
+
+    PyTorch (OpenMP) keeps the thread count per thread: only the calling thread's encode changes,
+    and it gets its own setting back afterwards. Threads that first use PyTorch while the call
+    runs start with the lowered count.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    n = query_threads()
+    if torch is None or n == 0 or getattr(device, "type", str(device)) != "cpu":
+        yield
+        return
+    before = int(torch.get_num_threads())
+    if before <= n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @runtime_checkable
@@ -146,6 +200,9 @@ class BaseEncoder:
         texts = validate_texts(texts)
         if not texts:
             raise InputError("no texts to encode (empty list)", item="texts")
+        if len(texts) == 1:  # a query: see _one_query
+            with self._one_query():
+                return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
         return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
 
     def encode_image(self, images: Sequence[Any], *, batch_size: int | None = None,
@@ -169,6 +226,12 @@ class BaseEncoder:
         return l2_normalize(np.concatenate(out, axis=0))
 
     # -- helpers -------------------------------------------------------------------
+    def _one_query(self) -> contextlib.AbstractContextManager[None]:
+        """How one query text is encoded. PyTorch backends (they have a ``device``) run it on
+        :func:`query_threads` threads (:func:`torch_query_threads`); other backends change nothing."""
+        device = getattr(self, "device", None)
+        return torch_query_threads(device) if device is not None else contextlib.nullcontext()
+
     def _check(self, emb: Any, n: int) -> np.ndarray:
         arr = np.asarray(emb, dtype=np.float32)
         if arr.ndim != 2 or arr.shape[0] != n:
