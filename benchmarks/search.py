@@ -637,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                          "cost at --sizes (default 10000,100000); writes --out and its .md (search_hybrid.py)")
     ap.add_argument("--query-loop", action="store_true",
                     help="end to end: a query string in, hits out (encode + search + fetch), naive / calibrated / "
-                         "hybrid, at --sizes (default 10000,100000) → benchmarks/results/query_loop.json and .md "
+                         "hybrid, at --sizes (default 2000,10000,100000) → benchmarks/results/query_loop.json and .md "
                          "(query_loop.py)")
     ap.add_argument("--gap-overhead", action="store_true",
                     help="only time calibrated / zscore vs naive search at --sizes (default here 10000,100000) "
@@ -679,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.query_loop:  # what a user waits for, including the query's encoding (query_loop.py)
         import query_loop
 
-        sizes = "10000,100000" if args.sizes == ap.get_default("sizes") else args.sizes
+        sizes = "2000,10000,100000" if args.sizes == ap.get_default("sizes") else args.sizes
         return query_loop.main(["--sizes", sizes])
     if args.hybrid:  # issue 15: hybrid vs. dense latency + lexical index build cost (search_hybrid.py)
         import search_hybrid

@@ -265,6 +265,25 @@ def test_onnx_thread_count_option(tmp_path_factory):
     np.testing.assert_allclose(one.encode_text(["a dog"]), two.encode_text(["a dog"]), atol=1e-6)
 
 
+def test_onnx_threads_do_not_busy_wait_unless_asked(tmp_path_factory):
+    """ONNX Runtime's threads spin between runs by default; mindgap turns that off (they fought
+    numpy's BLAS threads in a query loop) and ``spin=1`` gives it back. Same embeddings either way."""
+    d = tiny_onnx_dir(tmp_path_factory)
+    quiet, spinning = load_encoder(f"onnx:{d}"), load_encoder(f"onnx:{d}?spin=1")
+    def spin_entry(sess):
+        try:
+            return sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning on
+            return "default"
+
+    for enc, want in ((quiet, "0"), (spinning, "default")):
+        assert {spin_entry(enc.text_sess), spin_entry(enc.vision_sess)} == {want}
+    assert load_encoder(f"onnx:{d}", spin=True).spin and not quiet.spin
+    np.testing.assert_allclose(quiet.encode_text(["a dog"]), spinning.encode_text(["a dog"]), atol=1e-6)
+    with pytest.raises(SpecError, match="spin must be 0 or 1"):
+        load_encoder(f"onnx:{d}?spin=sometimes")
+
+
 # -- long texts (METHODS §1: split into sentences, average) ------------------------------------
 
 

@@ -212,6 +212,7 @@ def test_onnx_spec_errors(onnx_dir, tmp_path):
     from mindgap.encoders.onnx import parse_spec
 
     assert parse_spec("/m?variant=int8&num_threads=2") == ("/m", {"variant": "int8", "num_threads": 2})
+    assert parse_spec("/m?spin=1")[1] == {"spin": True} and parse_spec("/m?spin=0")[1] == {"spin": False}
     with pytest.raises(SpecError, match="unknown onnx option"):
         load_encoder(f"onnx:{onnx_dir}?colour=red")
     with pytest.raises(SpecError, match="unknown ONNX variant"):

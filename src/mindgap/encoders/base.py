@@ -52,11 +52,12 @@ def torch_query_threads(device: Any = "cpu") -> Iterator[None]:
     threads do the same after a store scan. A query loop (encode, scan, encode, ...) then has the
     two pools fight over the cores.
 
-    Measured on 2 cores with the bundled model (benchmarks/results/query_loop.md):
-    * a whole query (encode, scan, fetch) took 16.0 ms at 10K items and 21.2 ms at 100K with
-      PyTorch on 2 threads, and 9.0 ms and 13.6 ms with one thread;
-    * one thread costs 1-2.4 ms when nothing else runs (the encoder alone: 6.9-7.1 ms on 2 threads,
-      8.1-9.2 ms on one).
+    Measured on 2 cores with the bundled model (benchmarks/results/query_loop.md), a whole query
+    (encode, scan, fetch, p50):
+    * 10K items: 23.3 ms with PyTorch on 2 threads, 11.8 ms on one;
+    * 100K items: 31.0 ms and 18.6 ms;
+    * 2K items, where the scan is short: one thread is slower, 10.3 ms against 8.9 ms.
+      ``MINDGAP_QUERY_THREADS=0`` keeps PyTorch's own setting.
 
     PyTorch (OpenMP) keeps the thread count per thread: only the calling thread's encode changes,
     and it gets its own setting back afterwards. Threads that first use PyTorch while the call
