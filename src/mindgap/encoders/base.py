@@ -201,10 +201,8 @@ class BaseEncoder:
         texts = validate_texts(texts)
         if not texts:
             raise InputError("no texts to encode (empty list)", item="texts")
-        if len(texts) == 1:  # a query: see _one_query
-            with self._one_query():
-                return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
-        return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
+        with self._one_query() if len(texts) == 1 else contextlib.nullcontext():  # one text: a query
+            return self._run(texts, self._encode_text_batch, batch_size, show_progress, "texts")
 
     def encode_image(self, images: Sequence[Any], *, batch_size: int | None = None,
                      show_progress: bool | None = None) -> np.ndarray:
