@@ -20,6 +20,7 @@ import pytest
 from mindgap.cli import main
 from mindgap.errors import EncoderMismatch
 from mindgap.retriever import Retriever
+from mindgap.types import Modality
 
 N = 24
 
@@ -79,9 +80,19 @@ def test_index_search_json_table_image_modality_rm(store, capsys, flickr_test) -
     hits = res["hits"]
     assert [h["rank"] for h in hits] == list(range(1, 9)) and res["gap"] == "auto"  # fitted by `mindgap index` (issue 14)
     assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:]))
-    for m in ("text", "image"):  # rank within its modality follows the cosine order
+    # rank within its modality: auto (calibrated) ranks cosine − a per-item hubness term
+    r = Retriever(store)
+    corr = r.gap("auto")
+    assert corr.adjusts_items
+    for m in ("text", "image"):
         mh = [h for h in hits if h["modality"] == m]
         assert [h["modality_rank"] for h in mh] == list(range(1, len(mh) + 1))
+        _, vec = r.store.vectors(Modality(m), [h["id"] for h in mh])
+        corrected = [h["cosine"] - o for h, o in zip(mh, corr.item_offsets(vec, Modality(m)))]
+        assert all(a >= b - 1e-6 for a, b in zip(corrected, corrected[1:]))
+    naive = run_json(capsys, ["search", store, q, "-k", "8", "--gap", "naive"])["hits"]
+    for m in ("text", "image"):  # naive: the cosine order
+        mh = [h for h in naive if h["modality"] == m]
         assert all(a["cosine"] >= b["cosine"] for a, b in zip(mh, mh[1:]))
     # the Python API mirrors the CLI
     api = Retriever(store).search(q, k=8)

@@ -16,7 +16,7 @@ from mindgap.cli import main
 from mindgap.errors import InputError
 from mindgap.gap import FitData, make_corrector
 from mindgap.gap.portable import FORMAT, fit_corrector, fuse, load_corrector, save_corrector
-from mindgap.retriever import Retriever
+from mindgap.retriever import HUB_FETCH, Retriever
 from mindgap.types import Modality
 
 from _toy_gap import toy_gap  # noqa: E402
@@ -32,12 +32,18 @@ def synth(tmp_path_factory):
     return ns
 
 
-def _lists(retr: Retriever, q: np.ndarray, depth: int) -> dict[str, list[tuple[str, float]]]:
-    """What a foreign search returns: per modality, ids with raw cosines (shuffled: order must not matter)."""
+def _lists(retr: Retriever, q: np.ndarray, depth: int, vectors: bool = False) -> dict[str, list]:
+    """What a foreign search returns: per modality, ids with raw cosines (shuffled: order must not matter);
+    ``vectors``: as ``{id, cosine, vector}`` entries."""
     out = {}
     for m in (Modality.TEXT, Modality.IMAGE):
         got = retr.store.search(q[None], depth, m)[0]
-        out[m.value] = [got[j] for j in np.random.default_rng(len(got)).permutation(len(got))]
+        got = [got[j] for j in np.random.default_rng(len(got)).permutation(len(got))]
+        if vectors:
+            ids, mat = retr.store.vectors(m, [i for i, _ in got])
+            vec = dict(zip(ids, mat.tolist()))
+            got = [{"id": i, "cosine": c, "vector": vec[i]} for i, c in got]
+        out[m.value] = got
     return out
 
 
@@ -46,12 +52,38 @@ def test_fuse_equals_the_store_search(synth, spec):
     retr = Retriever(synth.store)
     corr = retr.fit_gap(spec, FitData(**vars(synth.data)), save=False, name=f"x:{spec}")
     depth = max(10, int(getattr(corr, "list_depth", None) or 0))
+    hub = getattr(corr, "adjusts_items", False)
+    assert hub == (spec == "calibrated")  # the default calibrated corrects hubness: it needs the vectors
     for i in synth.test[:15]:
         q = synth.queries[i]
         want = retr.search_vectors(q, k=10, gap=f"x:{spec}", fetch=False)[0]
-        got = fuse(_lists(retr, q, depth), corr, k=10, query=q)
+        # with the hubness term the store re-ranks a list HUB_FETCH x deeper: give fuse as many
+        got = fuse(_lists(retr, q, depth * (HUB_FETCH if hub else 1), vectors=hub), corr, k=10, query=q)
         assert [(h.id, h.modality.value) for h in want] == [(h.id, h.modality) for h in got]
         assert np.allclose([h.score for h in want], [h.score for h in got], atol=1e-5)
+        assert np.allclose([h.cosine for h in want], [h.cosine for h in got], atol=1e-6)  # raw cosines
+
+
+def test_fuse_without_vectors_uses_the_calibration_on_raw_cosines(synth):
+    """calibrated's hubness term needs each candidate's vector; lists of cosines alone get the
+    calibration fitted on raw cosines beside it — the same ranking as a hub=0 fit."""
+    retr = Retriever(synth.store)
+    corr = retr.fit_gap("calibrated", FitData(**vars(synth.data)), save=False, name="h")
+    retr.fit_gap("calibrated:hub=0", FitData(**vars(synth.data)), save=False, name="h0")
+    assert corr.adjusts_items and not corr.without_hub().adjusts_items
+    moved = 0
+    for i in synth.test[:15]:
+        q = synth.queries[i]
+        want = retr.search_vectors(q, k=10, gap="h0", fetch=False)[0]
+        got = fuse(_lists(retr, q, 20), corr, k=10, query=q)
+        assert [h.id for h in want] == [h.id for h in got]
+        assert np.allclose([h.score for h in want], [h.score for h in got], atol=1e-5)
+        moved += [h.id for h in retr.search_vectors(q, k=10, gap="h", fetch=False)[0]] != [h.id for h in got]
+    assert moved  # the hubness term changes some rankings: the fallback is a different corrector
+    bad = _lists(retr, synth.queries[synth.test[0]], 40, vectors=True)
+    bad["text"][0]["vector"] = bad["text"][0]["vector"][:-1]
+    with pytest.raises(InputError, match="dimension"):
+        fuse(bad, corr, k=10)
 
 
 def test_min_prob_matches_the_store_and_needs_a_probability(synth):

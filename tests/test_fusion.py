@@ -306,3 +306,101 @@ def test_calibrated_lists_scored_at_once_and_batched_equals_single(synth) -> Non
     batched = r.search_vectors(synth.queries[:8], k=10, gap="calibrated", fetch=False)
     single = [r.search_vectors(synth.queries[i : i + 1], k=10, gap="calibrated", fetch=False)[0] for i in range(8)]
     assert [[h.to_dict() for h in hs] for hs in batched] == [[h.to_dict() for h in hs] for hs in single]
+
+
+# -- the hubness term (calibrated:hub) ----------------------------------------------------------
+def _hub_store(tmp_path=None):
+    """The toy gap plus 3 'hub' images: at the images' centroid tilted towards the texts', so they
+    score high for every text query."""
+    ns = toy_gap(tmp_path)
+    hubs = _unit(0.4 * ns.texts.mean(0) + ns.images.mean(0)
+                 + 0.05 * np.random.default_rng(7).standard_normal((3, ns.texts.shape[1])))
+    ns.store.add([Item(f"hub{j}", Modality.IMAGE, uri=f"/img/hub{j}.jpg") for j in range(3)], hubs)
+    ns.hubs = hubs
+    return ns
+
+
+def test_hub_term_is_the_mean_top_k_cosine_to_the_other_modality_and_batch_exact() -> None:
+    ns = _hub_store()
+    r = Retriever(ns.store)
+    corr = r.fit_gap("calibrated", _fresh(ns.data))
+    assert corr.hub == 0.5 and corr.hub_k == 10 and corr.adjusts_items
+    assert set(corr.hub_ref_) == {"text", "image"}
+    assert corr.hub_ref_["image"].shape == (300, 32)  # images are measured against the store's texts
+    x = np.concatenate([ns.images[:37], ns.hubs])
+    off = corr.item_offsets(x, Modality.IMAGE)
+    brute = 0.5 * np.sort(x @ corr.hub_ref_["image"].T, axis=1)[:, -10:].mean(1)
+    np.testing.assert_allclose(off, brute, atol=1e-6)
+    for a, b in ((0, 1), (0, 5), (3, 40)):  # an item's term does not depend on what else is in the batch
+        assert np.array_equal(corr.item_offsets(x[a:b], Modality.IMAGE), off[a:b])
+    assert off[-3:].min() > np.percentile(off[:-3], 95)  # the hubs carry the largest terms
+    summ = corr.summary()["hub"]
+    assert summ == {"weight": 0.5, "k": 10, "reference": {"text": 303, "image": 300}}
+
+
+def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:
+    ns = _hub_store()
+    r = Retriever(ns.store)
+    corr = r.fit_gap("calibrated", _fresh(ns.data), name="hub")
+    r.fit_gap("calibrated:hub=0", _fresh(ns.data), name="nohub")
+    q = ns.queries[ns.test[:60]]
+    with_hub = r.search_vectors(q, k=10, gap="hub", fetch=False)
+    without = r.search_vectors(q, k=10, gap="nohub", fetch=False)
+    def hub_first(res):  # queries whose best image is a hub
+        return sum(next(h.id for h in hs if h.modality == Modality.IMAGE).startswith("hub") for hs in res)
+
+    def hub_listed(res):
+        return sum(any(h.id.startswith("hub") for h in hs) for hs in res)
+
+    assert hub_first(without) >= 20 and hub_first(with_hub) <= hub_first(without) // 2
+    assert hub_listed(with_hub) <= hub_listed(without) - 15
+    # each hit reports its raw cosine; within a modality the order is cosine − the item's term
+    _, vec = ns.store.vectors(Modality.IMAGE)
+    for qi, hs in enumerate(with_hub):
+        for m in (Modality.TEXT, Modality.IMAGE):
+            mh = [h for h in hs if h.modality == m]
+            ids, v = ns.store.vectors(m, [h.id for h in mh])
+            assert ids == [h.id for h in mh]
+            np.testing.assert_allclose([h.cosine for h in mh], v @ q[qi], atol=1e-5)
+            corrected = np.array([h.cosine for h in mh]) - corr.item_offsets(v, m)
+            assert np.all(np.diff(corrected) <= 1e-6) and [h.modality_rank for h in mh] == list(range(1, len(mh) + 1))
+    # the hybrid path and min_prob take the same corrected lists
+    probs = r.search_vectors(q[:5], k=10, gap="hub", fetch=False, min_prob=0.0)
+    assert [[h.id for h in hs] for hs in probs] == [[h.id for h in hs] for hs in with_hub[:5]]
+
+
+def test_hub_state_persists_and_old_state_keeps_the_raw_cosine_behaviour(tmp_path) -> None:
+    ns = _hub_store(tmp_path / "s.store")
+    r = Retriever(ns.store)
+    r.fit_gap("calibrated", _fresh(ns.data), name="hub")
+    old = r.fit_gap("calibrated:hub=0", _fresh(ns.data), name="nohub")
+    q = ns.queries[ns.test[:20]]
+    want = r.search_vectors(q, k=10, gap="hub", fetch=False)
+    again = Retriever(f"exact:{tmp_path / 's.store'}")
+    assert again.gap("hub").adjusts_items
+    assert [[(h.id, h.score) for h in hs] for hs in again.search_vectors(q, k=10, gap="hub", fetch=False)] == \
+        [[(h.id, h.score) for h in hs] for hs in want]
+    # a corrector saved before the hub option (no hub params, no reference) searches as it did
+    d = old.to_dict()
+    for key in ("hub", "hub_k", "hub_ref"):
+        d["params"].pop(key)
+    for key in ("hub_ref_", "calib0_"):
+        d["state"].pop(key, None)
+    legacy = corrector_from_dict(d)
+    assert legacy.hub == 0.5 and not legacy.adjusts_items
+    r._gaps["legacy"] = legacy
+    assert [[(h.id, h.score) for h in hs] for hs in r.search_vectors(q, k=10, gap="legacy", fetch=False)] == \
+        [[(h.id, h.score) for h in hs] for hs in r.search_vectors(q, k=10, gap="nohub", fetch=False)]
+
+
+@pytest.mark.parametrize("spec, field", [("calibrated:hub=-1", "hub"), ("calibrated:hub_k=0", "hub_k"),
+                                         ("calibrated:hub_ref=0", "hub_ref")])
+def test_hub_options_are_checked(spec, field) -> None:
+    with pytest.raises(InputError) as e:
+        make_corrector(spec)
+    assert e.value.item == field
+
+
+def test_calibrated_in_a_chain_runs_without_the_hub_term(synth) -> None:
+    ch = make_corrector("center+calibrated")
+    assert [s.hub for s in ch.steps if s.name == "calibrated"] == [0.0]

@@ -455,3 +455,18 @@ def test_cli_fit_hybrid_records_weights_and_reset(mmqa_store, mmqa_dir, offline_
         assert main(["fit-hybrid", mmqa_store, "--reset"]) == 0
     with Retriever(mmqa_store, encoder=offline_encoder) as r:
         assert r.fusion_model().fitted_on == DEFAULT_FUSION["fitted_on"]
+
+
+def test_hybrid_hits_report_raw_cosines_under_the_hub_term(mmqa_store, offline_encoder) -> None:
+    """auto (calibrated) ranks cosine − a per-item hubness term; a hit still reports q · v."""
+    with Retriever(mmqa_store, encoder=offline_encoder) as r:
+        assert r.gap("auto").adjusts_items
+        for text in (NAMES[0], "a horse race at a park"):
+            q = r.encoder.encode_text([text], show_progress=False)[0]
+            for hybrid in (True, False):
+                hits = r.search(text, k=8, hybrid=hybrid)
+                assert hits
+                for m in (Modality.TEXT, Modality.IMAGE):
+                    mh = [h for h in hits if h.modality == m]
+                    _, v = r.store.vectors(m, [h.id for h in mh])
+                    np.testing.assert_allclose([h.cosine for h in mh], v @ q if len(mh) else [], atol=1e-5)

@@ -203,24 +203,31 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
              for m in mods} for qi in range(len(q))]
     gives_p = getattr(corr, "gives_probability", False)
     for m, (qm, res) in dense_res.items():
-        in_dense = [{i for i, _ in r} for r in res]
+        in_dense = [{c[0] for c in r} for r in res]
         extra_ids = sorted({i for qi in range(len(q)) for i in more[qi][m] if i not in in_dense[qi]})
         got, emat = retr.store.vectors(m, extra_ids) if extra_ids else ([], np.zeros((0, q.shape[1]), np.float32))
         if corr.transforms_items and len(got):
             emat = corr.transform_items(emat, m)
+        # calibrated:hub ranks cosine − a per-item term (the dense lists come corrected already)
+        eoff = (np.asarray(corr.item_offsets(emat, m), np.float64) if len(got) and getattr(corr, "adjusts_items", False)
+                else np.zeros(len(got)))
         row_of = {i: j for j, i in enumerate(got)}
         for qi in range(len(q)):
             dense = res[qi]
             seen = in_dense[qi]
             ex = [i for i in more[qi][m] if i not in seen and i in row_of]
-            ids_q = [i for i, _ in dense] + ex
+            ids_q = [c[0] for c in dense] + ex
             n = len(ids_q)
             if not n:
                 continue
             sims = np.empty(n, np.float64)
-            sims[: len(dense)] = [sc for _, sc in dense]
+            cos = np.empty(n, np.float64)  # the raw cosines (sims: what the corrector scores)
+            sims[: len(dense)] = [c[1] for c in dense]
+            cos[: len(dense)] = [c[-1] for c in dense]
             if ex:
-                sims[len(dense):] = emat[[row_of[i] for i in ex]] @ qm[qi]
+                rows = [row_of[i] for i in ex]
+                cos[len(dense):] = emat[rows] @ qm[qi]
+                sims[len(dense):] = cos[len(dense):] - eoff[rows]
             order = best_first(sims, lambda o, ids_q=ids_q: [ids_q[j] for j in o])
             ids_s = [ids_q[j] for j in order]
             ss = sims[order][None]
@@ -230,7 +237,7 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
             lh, lk = lex_hits[qi][m], links[qi]
             bm = np.asarray([lh.get(i, math.nan if i in no_text else 0.0) for i in ids_s], np.float64)
             ln = np.asarray([lk[i][0] if i in lk else 0.0 for i in ids_s], np.float64) if lk else np.zeros(n)
-            blocks[qi].append((ids_s, m, ss[0], ds if pd is None else pd, ds, order < len(dense), bm, ln))
+            blocks[qi].append((ids_s, m, cos[order], ds if pd is None else pd, ds, order < len(dense), bm, ln))
     out = []
     for qi, bl in enumerate(blocks):
         s_max = max([sc for m in mods for sc in lex_hits[qi][m].values()]

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: How deletions are recorded in the manifest's ``sources`` log (never a source key).
 DELETED_PREFIX = "deleted:"
+#: a corrector with a per-item term (``calibrated:hub``) fetches this many times its list depth by
+#: cosine before re-ranking by the corrected score
+HUB_FETCH = 2
 
 
 def resolve_encoder_spec(manifest: Manifest | None, requested: str | None = None) -> str:
@@ -412,7 +415,27 @@ class Retriever:
             ids, mat = self._items_matrix(corr, gap_name, m)
             idx, vals = topk_rows(qm @ mat.T, depth)
             return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
+        if getattr(corr, "adjusts_items", False):
+            return qm, self._item_adjusted(corr, m, self.store.search(qm, HUB_FETCH * depth, m), depth)
         return qm, self.store.search(qm, depth, m)
+
+    def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],
+                       depth: int) -> list[list[tuple[str, float, float]]]:
+        """Candidates of a corrector with a per-item term (``calibrated:hub``): each list re-ranked
+        by ``cosine − corr.item_offsets(vector)`` (ties by id), cut to ``depth``, as
+        ``(id, corrected score, cosine)``. The lists were fetched ``HUB_FETCH`` × deeper by cosine,
+        so an item the correction lifts from just below the cut still competes."""
+        uniq = sorted({i for r in res for i, _ in r})
+        if not uniq:
+            return [[] for _ in res]
+        got, mat = self.store.vectors(m, uniq)
+        off = dict(zip(got, np.asarray(corr.item_offsets(mat, m), np.float64).tolist()))
+        out = []
+        for r in res:
+            trip = [(i, s - off.get(i, 0.0), s) for i, s in r]
+            trip.sort(key=lambda t: (-t[1], t[0]))
+            out.append(trip[:depth])
+        return out
 
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
                        k: int = 10, gap: str | None = None, modality: Modality | str | None = None,
@@ -464,7 +487,7 @@ class Retriever:
             else:
                 groups = [[qi] for qi in live]
             for g in groups:
-                jobs.append((m, g, res, np.array([[s for _, s in res[qi]] for qi in g], dtype=np.float32)))
+                jobs.append((m, g, res, np.array([[c[1] for c in res[qi]] for qi in g], dtype=np.float32)))
         lists = [(sims, q[g], qmod, m) for m, g, _, sims in jobs]
         # correctors that can score several lists in one pass (calibrated: both modalities at once);
         # the lists are best first (the store contract; topk_rows for transformed items)
@@ -489,7 +512,7 @@ class Retriever:
                 keep = range(n) if kth is None else itertools.compress(range(n), map(kth[gi].__le__, sc))
                 for j in keep:
                     if probs is None or probs[gi][j] >= min_prob:
-                        per_query[qi].append((sc[j], hits[j][1], hits[j][0], m, j + 1))
+                        per_query[qi].append((sc[j], hits[j][-1], hits[j][0], m, j + 1))  # [-1]: the cosine
         out: list[list[Hit]] = []
         for qi, cands in enumerate(per_query):
             cands.sort(key=lambda c: (-c[0], c[2]))

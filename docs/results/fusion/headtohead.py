@@ -3,7 +3,8 @@ peer on the Flickr8k test mixed store larger than chance?
 
 For the recommended correctors (``calibrated`` fitted on gold calib pairs; ``calibrated@corpus``,
 the label-free ``auto`` that ``mindgap index`` fits) and every method they must beat (quota, RRF,
-min-max, DBSF, zscore, zscore@pseudo), the same fits and searches as ``run_fusion``'s harness
+min-max, DBSF, zscore, zscore@pseudo) — and each against itself without the hubness term
+(``hub=0``, the default before it) — the same fits and searches as ``run_fusion``'s harness
 (``run_eval``: fit split only, 2,000 held-out test queries, k = 10), kept per query: nDCG@10 with
 both relevant items (the photo and its sibling caption) and both@10. Then the paired difference
 recommended − peer with a 95 % paired-bootstrap interval (10,000 resamples of the queries, seed 0)
@@ -30,6 +31,8 @@ from mindgap.retriever import Retriever
 OUT = Path(os.environ.get("OUT") or Path(__file__).parent)
 RECOMMENDED = ["calibrated", "calibrated@corpus"]
 PEERS = ["quota", "rrf", "minmax", "dbsf", "zscore", "zscore@pseudo"]
+#: each recommended corrector against itself without the hubness term (the default before ``hub``)
+ABLATIONS = {"calibrated": "calibrated:hub=0", "calibrated@corpus": "calibrated:hub=0@corpus"}
 K, B = 10, 10_000
 
 
@@ -47,7 +50,7 @@ def main() -> None:
     rel = relevant_sets(bench, test.queries)
     fit_data: dict[str, object] = {}
     per: dict[str, dict[str, np.ndarray]] = {}
-    for g in RECOMMENDED + PEERS:
+    for g in RECOMMENDED + PEERS + list(ABLATIONS.values()):
         label, spec, kind = _parse_entry(g, cfg.fit_pairs)
         if kind not in fit_data:
             fit_data[kind] = build_fit_data(retr, bench, fit, cfg, pairs=kind)
@@ -71,7 +74,7 @@ def main() -> None:
     for g, d in per.items():
         res["means"][g] = {m: round(float(v.mean()), 4) for m, v in d.items()}
     for r in RECOMMENDED:
-        for p in PEERS:
+        for p in PEERS + [ABLATIONS[r]]:
             for m in ("nDCG@10", "both@10"):
                 diff = per[r][m] - per[p][m]
                 boot = diff[idx].mean(axis=1)

@@ -11,6 +11,10 @@ The criterion is the mean over folds of nDCG@10 (photo and sibling passage both 
 
 Writes docs/results/fusion/select_on_calib.{json,md}. Stores go to runs/fusion-select/.
 Usage: python docs/results/fusion/select_on_calib.py
+
+``--hub``: the same folds and criterion for the hubness weight of ``calibrated:hub`` (0 = off;
+``hub_k`` fixed at 10, CSLS's usual neighbourhood, because a 100-item calib store cannot tell
+neighbourhoods apart that matter on a 1,000-item one; λ = 0.5, depth = 20) → select_hub_on_calib.{json,md}.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ DEPTHS = [10, 20, 50, 100]
 OUT = Path(__file__).resolve().parent
 
 
+HUBS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def hub_specs() -> list[str]:
+    out = ["naive", "minmax", "dbsf", "rrf", "quota"]
+    out += [f"calibrated:hub={h:g}" for h in HUBS]
+    out += [f"calibrated:hub={h:g}@corpus" for h in HUBS]
+    return out
+
+
 def specs() -> list[str]:
     out = ["naive", "minmax", "dbsf", "rrf", "quota"]
     for d in DEPTHS:
@@ -43,6 +57,8 @@ def specs() -> list[str]:
 
 
 def main() -> int:
+    hub = "--hub" in sys.argv[1:]
+    name_out = "select_hub_on_calib" if hub else "select_on_calib"
     enc = DEFAULT_OFFLINE_SPEC
     ids = sorted(calib_image_ids(enc))
     rng = np.random.default_rng(0)
@@ -53,7 +69,7 @@ def main() -> int:
         bench = build_caption_benchmark("flickr8k_224", test_split="val", fit_split="val", fit_images=fit_ids,
                                         test_images=test_ids, encoder=enc, name=f"calib-fold-{name}")
         res = run_eval(bench, f"exact:runs/fusion-select/fold-{name}.store", encoder=enc,
-                       cfg=EvalConfig(gaps=specs(), allow_training_overlap=False), progress=False)
+                       cfg=EvalConfig(gaps=hub_specs() if hub else specs(), allow_training_overlap=False), progress=False)
         folds[name] = {}
         for spec, g in res["gaps"].items():
             mg = g.get("multi_gold") or {}
@@ -69,18 +85,21 @@ def main() -> int:
     best_auto = max(auto, key=lambda s: crit[s])
     summary = {"encoder": enc, "folds": {k: len(v) for k, v in halves.items()}, "calib_halves": halves,
                "criterion": "mean over the two folds of nDCG@10 + both@10",
-               "grid": {"coverage": COVERAGES, "depth": DEPTHS},
+               "grid": {"hub": HUBS, "hub_k": 10, "coverage": 0.5, "depth": 20} if hub
+               else {"coverage": COVERAGES, "depth": DEPTHS},
                "best_fitted": best_fit, "best_auto": best_auto, "mean": mean, "per_fold": folds}
-    (OUT / "select_on_calib.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    (OUT / f"{name_out}.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     rows = [[s, round(v["nDCG@10"], 4), round(v["both@10"], 4), round(v["ImageQ_R@10"], 4),
              round(v["TextQ_R@10"], 4), round(crit[s], 4)]
             for s, v in sorted(mean.items(), key=lambda kv: -crit[kv[0]])]
-    md = ["# `calibrated`'s λ (coverage) and depth, chosen on calib (two-fold)", "",
-          __doc__.split("\n\n")[1].replace("\n", " "), "",
+    title = ("# `calibrated`'s hubness weight (`hub`), chosen on calib (two-fold)" if hub
+             else "# `calibrated`'s λ (coverage) and depth, chosen on calib (two-fold)")
+    parts = __doc__.split("\n\n")
+    md = [title, "", parts[1].replace("\n", " "), "", *([parts[3].replace("\n", " "), ""] if hub else []),
           f"Encoder `{enc}`. Best fitted: **`{best_fit}`**; best label-free: **`{best_auto}`**.", "",
           md_table(["method (mean of 2 folds)", "nDCG@10", "both@10", "ImageQ R@10", "TextQ R@10",
                     "criterion"], rows), ""]
-    (OUT / "select_on_calib.md").write_text("\n".join(md), encoding="utf-8")
+    (OUT / f"{name_out}.md").write_text("\n".join(md), encoding="utf-8")
     print(best_fit, best_auto)
     return 0
 

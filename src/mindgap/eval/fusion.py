@@ -30,14 +30,19 @@ from .reports import md_table, write_json
 BASELINES = ["quota", "rrf", "minmax", "dbsf"]
 RECOMMENDED = "calibrated"  # fitted (gold calib pairs)
 RECOMMENDED_AUTO = "calibrated@corpus"  # out of the box (label-free, the store's own texts)
+#: ``calibrated`` without its hubness term (the default before ``hub``), fitted and out of the box
+NO_HUB = "calibrated:hub=0"
+NO_HUB_AUTO = "calibrated:hub=0@corpus"
 COVERAGE_SWEEP = [0.0, 0.1, 0.25, 1.0, 2.0]
 FLICKR_GAPS = (["naive", "zscore", "zscore@pseudo"] + BASELINES
                + ["qnorm", "calibrated", "calibrated@corpus", "calibrated@pseudo", "calibrated:method=isotonic",
-                  "calibrated:prior=1", "calibrated:depth=100"]
+                  "calibrated:prior=1", "calibrated:depth=100", NO_HUB, NO_HUB_AUTO, "calibrated:hub=0.25",
+                  "calibrated:hub=1"]
                + [f"calibrated:coverage={c:g}" for c in COVERAGE_SWEEP])
 MMQA_GAPS = (["naive", "zscore", "zscore@pseudo", "modal-clf"] + BASELINES
              + ["qnorm", "calibrated", "calibrated@pseudo", "calibrated@corpus", "calibrated:method=isotonic",
-                "calibrated:coverage=0", "calibrated:soft_route=true", "calibrated:soft_route=true,coverage=0"])
+                "calibrated:coverage=0", "calibrated:soft_route=true", "calibrated:soft_route=true,coverage=0",
+                NO_HUB, NO_HUB_AUTO, "calibrated:hub=0,coverage=0"])
 #: queries about things absent from both benchmark stores (for the ``min_prob`` table)
 ABSENT = ["a spreadsheet of quarterly tax revenue by county", "the chemical formula of sulfuric acid",
           "a violin concerto in D major by Tchaikovsky", "a close-up of a computer motherboard",
@@ -76,15 +81,16 @@ def reliability(retr: Any, corr: Any, qvecs: np.ndarray, rel: list[list[str]], d
     for m in MODALITIES:
         if retr.store.count(m) == 0:
             continue
-        res = retr.store.search(qvecs, depth, m)
+        # the lists a search scores (calibrated:hub re-ranks by its corrected score)
+        _, res = retr.dense_candidates(corr, "reliability", qvecs, Modality.TEXT, m, depth)
         for qi, hits in enumerate(res):
             if not hits:
                 continue
-            sims = np.array([s for _, s in hits], np.float64)
+            sims = np.array([c[1] for c in hits], np.float64)
             p = corr.probability(sims[None, :], qvecs[qi : qi + 1], Modality.TEXT, m)[0]
             r = set(rel[qi])
             pred.extend(p.tolist())
-            obs.extend(float(i in r) for i, _ in hits)
+            obs.extend(float(c[0] in r) for c in hits)
             mods.extend([m.value] * len(hits))
     pred, obs, mods = np.asarray(pred), np.asarray(obs), np.asarray(mods)
     edges = np.linspace(0, 1, bins + 1)

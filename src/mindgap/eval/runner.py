@@ -197,6 +197,9 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
     out: list[list[dict[str, Any]]] = [[] for _ in emb.queries]
     tx = {m: (corr.transform_items(items.mat[m], m) if corr.transforms_items and len(items.ids[m]) else items.mat[m])
           for m in MODALITIES}
+    # a per-item term (calibrated:hub): the corrector ranks cosine − offset, within a modality too
+    off = {m: np.asarray(corr.item_offsets(items.mat[m], m), np.float64)
+           for m in MODALITIES if getattr(corr, "adjusts_items", False) and len(items.ids[m])}
     for qmod in np.unique(emb.mods):
         qm = Modality.parse(str(qmod))
         rows = np.flatnonzero(emb.mods == qmod)
@@ -210,6 +213,8 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
                 if not len(items.ids[m]):
                     continue
                 sims[m] = corr.prepare_query(q, qm, m) @ tx[m].T
+                if m in off:
+                    sims[m] = sims[m] - off[m][None, :]
                 scores[m] = full_scores(corr, sims[m], q, qm, m, k=k)
             for li, qi in enumerate(r):
                 allowed = set(MODALITIES) if routes is None else set(routes[li])

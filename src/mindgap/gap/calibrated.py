@@ -1,6 +1,7 @@
 """``calibrated``: P(relevant | cosine, item modality, query modality), then rank (METHODS §6).
 
-Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item modality M):
+Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item modality M)
+(step 0, the hubness term, is described after step 3):
 
 1. **Per-item calibration.** Positives: the fitting pairs whose gold has modality M (their
    cosine). Negatives: the same queries against the corpus sample of M (the store's own
@@ -34,6 +35,21 @@ Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item 
    query embedding gives P(the query's answer is an M item | q); ``P_j`` is multiplied by
    it instead of searching one modality only (``modal-clf``'s hard route).
 
+0. **Hubness term** (``hub``, default 0.5; ``hub=0`` turns it off). Some items are *hubs*: close
+   to the other modality as a whole, they score high for every query (an image near the text
+   cone, a passage near the image cone). Before 1 and 2, each candidate's cosine ``s`` becomes
+   ``s − hub · r(x)``, with ``r(x)`` the mean cosine of the item ``x`` to its ``hub_k`` (10)
+   nearest items of the *other* modality in a sample of the store (``hub_ref``, at most 1,000,
+   kept at fit time): CSLS (Conneau et al., 2018) with the store's other modality standing in
+   for the queries, applied per item, so it needs no per-item state in the store — the
+   retriever hands the candidates' vectors to :meth:`Calibrated.item_offsets` and re-ranks a
+   list fetched twice as deep. 1 and 2 are fitted on the corrected cosines of the same pairs and
+   negatives. ``fit`` also fits 1 and 2 on raw cosines (``calib0_``), which
+   :meth:`Calibrated.without_hub` uses where only cosines are at hand
+   (:func:`mindgap.gap.portable.fuse` without vectors). The weight 0.5 was chosen on the calib
+   photos (docs/results/fusion/select_hub_on_calib.md); the gain is measured in
+   docs/results/fusion/report.md.
+
 Ranking: ``coverage=0`` ranks by ``P_j`` (the probability ranking principle: the most
 likely relevant items first, whatever their modality). ``coverage=λ > 0`` adds
 ``λ · log((S_j + ε) / (S_{j−1} + ε))`` where ``S_j = P_1 + … + P_j`` is the probability that
@@ -45,6 +61,7 @@ fall along a modality's list, so per-modality top-k then merge stays exact.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from typing import Any
@@ -187,7 +204,7 @@ class Calibrated(GapCorrector):
 
     def __init__(self, method: str = "platt", depth: int = 20, coverage: float = 0.5, eps: float = 0.01,
                  soft_route: bool = False, prior: float = 0.5, min_pairs: int = 5, max_neg: int = 2000,
-                 bins: int = 64, seed: int = 0) -> None:
+                 bins: int = 64, seed: int = 0, hub: float = 0.5, hub_k: int = 10, hub_ref: int = 1000) -> None:
         if method not in METHODS:
             raise InputError(f"calibrated: method must be one of {', '.join(METHODS)}, got {method!r}", item="method")
         if int(depth) < 1:
@@ -195,6 +212,11 @@ class Calibrated(GapCorrector):
         for key, v in (("coverage", coverage), ("eps", eps)):
             if not np.isfinite(float(v)) or float(v) < 0:
                 raise InputError(f"calibrated: {key} must be a finite number >= 0, got {v!r}", item=key)
+        if not np.isfinite(float(hub)) or float(hub) < 0:
+            raise InputError(f"calibrated: hub must be a finite number >= 0, got {hub!r}", item="hub")
+        for key, v in (("hub_k", hub_k), ("hub_ref", hub_ref)):
+            if int(v) < 1:
+                raise InputError(f"calibrated: {key} must be >= 1, got {v!r}", item=key)
         self.method = method
         self.depth = int(depth)
         self.coverage = float(coverage)
@@ -207,14 +229,73 @@ class Calibrated(GapCorrector):
         self.max_neg = int(max_neg)
         self.bins = int(bins)
         self.seed = int(seed)
+        self.hub = float(hub)
+        self.hub_k = int(hub_k)
+        self.hub_ref = int(hub_ref)
         self.calib_: dict[str, dict[str, dict[str, Any]]] | None = None
         self.route_: dict[str, dict[str, Any]] | None = None
         self.pairs_: str | None = None
+        self.hub_ref_: dict[str, np.ndarray] | None = None
+        self.calib0_: dict[str, dict[str, dict[str, Any]]] | None = None  # hub > 0: the raw-cosine calibration too
         self._fast: dict[Any, Any] = {}  # search-time constants
 
     @property
     def list_depth(self) -> int:  # type: ignore[override]
         return self.depth
+
+    @property
+    def adjusts_items(self) -> bool:
+        """Whether a candidate's cosine is corrected by a per-item term first (fitted with
+        ``hub > 0`` on a store that holds both modalities): the retriever then hands
+        :meth:`item_offsets` the candidates' vectors."""
+        return self.hub > 0 and bool(self.hub_ref_)
+
+    def without_hub(self) -> "Calibrated":
+        """The same corrector without its hubness term: the calibration fitted on raw cosines
+        alongside the corrected one (``fit`` fits both), for callers that have cosines but not the
+        candidates' vectors (:func:`mindgap.gap.portable.fuse` without vectors)."""
+        if not self.adjusts_items:
+            return self
+        if self.calib0_ is None:
+            raise NotFittedError("calibrated: no calibration without the hubness term was fitted; refit the corrector",
+                                 item=self.name)
+        out = copy.copy(self)
+        out.hub, out.calib_, out.calib0_, out.hub_ref_, out._fast = 0.0, self.calib0_, None, None, {}
+        return out
+
+    # -- hubness ---------------------------------------------------------------------------
+    def _fit_hub_refs(self, corpus: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Per item modality M, a sample (at most ``hub_ref``) of the store's items of the *other*
+        modality: the reference an M item's hubness is measured against."""
+        refs: dict[str, np.ndarray] = {}
+        for m, o in ((Modality.TEXT.value, Modality.IMAGE.value), (Modality.IMAGE.value, Modality.TEXT.value)):
+            other = corpus.get(o)
+            if other is None or len(other) == 0:
+                continue
+            other = np.asarray(other, np.float32)
+            if len(other) > self.hub_ref:
+                other = other[np.sort(rng.choice(len(other), self.hub_ref, replace=False))]
+            refs[m] = np.ascontiguousarray(other)
+        return refs
+
+    def item_offsets(self, vectors: np.ndarray, modality: Modality) -> np.ndarray:
+        """``hub · r(x)`` per item vector: ``r(x)`` is the mean cosine of ``x`` to its ``hub_k``
+        nearest items of the other modality (the store sample kept at fit time). The search
+        ranks ``cosine − offset`` (CSLS-style hubness correction, applied per item). Zeros when
+        ``hub`` is 0 or the store held no item of the other modality at fit time."""
+        x = np.atleast_2d(np.asarray(vectors, np.float32))
+        refs = self.hub_ref_ or {}
+        ref = refs.get(Modality.parse(modality).value)
+        if self.hub <= 0 or ref is None or not len(x):
+            return np.zeros(len(x), np.float64)
+        if x.shape[1] != ref.shape[1]:
+            raise InputError(f"calibrated: item vectors have dimension {x.shape[1]}, the hubness reference "
+                             f"{ref.shape[1]}", item="vectors")
+        key = ("hub reference, float64", Modality.parse(modality).value)
+        ref64 = self._cache().get(key)
+        if ref64 is None:
+            ref64 = self._cache()[key] = np.asarray(ref, np.float64)
+        return self._hub_term(x, ref64)
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, data: FitData) -> "Calibrated":
@@ -226,6 +307,8 @@ class Calibrated(GapCorrector):
         gm = np.asarray([Modality.parse(m).value for m in data.gold_modality])
         rng = np.random.default_rng(self.seed)
         out: dict[str, dict[str, dict[str, Any]]] = {}
+        out0: dict[str, dict[str, dict[str, Any]]] = {}
+        refs = self._fit_hub_refs(data.corpus, np.random.default_rng(self.seed + 1)) if self.hub > 0 else {}
         for q in np.unique(qm):
             for m in (Modality.TEXT.value, Modality.IMAGE.value):
                 sel = (qm == q) & (gm == m)
@@ -239,12 +322,20 @@ class Calibrated(GapCorrector):
                 if len(corpus) > self.max_neg:
                     corpus = corpus[np.sort(rng.choice(len(corpus), self.max_neg, replace=False))]
                 n_store = int((data.counts or {}).get(m) or len(data.corpus[m]))
-                out.setdefault(str(q), {})[m] = self._fit_one(q_all[sel], cos[sel], g_all[sel], corpus, n_store,
-                                                              fit_list=data.pairs != "pseudo")
+                args = (q_all[sel], cos[sel], g_all[sel], corpus, n_store)
+                out0.setdefault(str(q), {})[m] = self._fit_one(*args, fit_list=data.pairs != "pseudo")
+                if m in refs:  # calibrate the hubness-corrected cosines too
+                    out.setdefault(str(q), {})[m] = self._fit_one(
+                        *args, fit_list=data.pairs != "pseudo", off_gold=self._hub_term(g_all[sel], refs[m]),
+                        off_corpus=self._hub_term(corpus, refs[m]))
+                else:
+                    out.setdefault(str(q), {})[m] = out0[str(q)][m]
         if not out:
             raise InputError("calibrated: no fitting pairs", item="pairs")
         self._fast = {}
         self.calib_ = out
+        self.hub_ref_ = refs or None
+        self.calib0_ = out0 if refs else None
         self.pairs_ = data.pairs
         self.route_ = self._fit_route(q_all, qm, gm) if self.soft_route else None
         if self.soft_route and data.pairs == "pseudo":
@@ -252,12 +343,30 @@ class Calibrated(GapCorrector):
                              "(pseudo pairs give every query both modalities)", item="pairs")
         return self
 
+    def _hub_term(self, x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """``hub`` × the mean cosine of each row of ``x`` to its ``hub_k`` nearest rows of ``ref``.
+
+        An item gets the same float whatever else is in the batch (a search alone or in a batch
+        ranks alike): a float32 matrix product's rounding depends on the batch's shape, so the
+        cosines are taken in float64 and rounded to float32 (a float64 product's batch-dependent
+        error, ~1e-16, changes that rounding with probability ~1e-9), and the top ``hub_k`` are
+        summed in sorted order."""
+        x64 = np.atleast_2d(np.asarray(x, np.float64))
+        sims = (x64 @ (ref if ref.dtype == np.float64 else ref.astype(np.float64)).T).astype(np.float32)
+        k = min(self.hub_k, sims.shape[1])
+        top = np.sort(np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k:], axis=1)
+        return self.hub * top.astype(np.float64).mean(axis=1)
+
     def _fit_one(self, queries: np.ndarray, pos: np.ndarray, gold: np.ndarray, corpus: np.ndarray,
-                 n_store: int, fit_list: bool = True) -> dict[str, Any]:
+                 n_store: int, fit_list: bool = True, off_gold: np.ndarray | None = None,
+                 off_corpus: np.ndarray | None = None) -> dict[str, Any]:
         neg = queries @ corpus.T  # (n, s)
         # not negatives: the pair's own gold when it is in the sample (pseudo pairs), and the item a
         # pseudo query was taken from (a passage's first sentence finds the passage itself)
         keep = ~((corpus @ gold.T).T > 1 - 1e-5) & ~(neg > 1 - 1e-4)
+        if off_gold is not None and off_corpus is not None:  # hub > 0: calibrate the corrected cosines
+            pos = pos - off_gold
+            neg = neg - off_corpus[None, :]
         n, s = neg.shape
         w_neg = max(n_store - 1, 1) / max(s, 1)
         x = np.concatenate([pos, neg[keep]])
@@ -501,6 +610,9 @@ class Calibrated(GapCorrector):
         self._require("calib_")
         out: dict[str, Any] = {"method": self.method, "coverage": self.coverage, "depth": self.depth,
                                "pairs": self.pairs_, "soft_route": self.route_ is not None}
+        if self.adjusts_items:
+            out["hub"] = {"weight": self.hub, "k": self.hub_k,
+                          "reference": {m: len(r) for m, r in (self.hub_ref_ or {}).items()}}
         for q, d in (self.calib_ or {}).items():
             for m, st in d.items():
                 keep = {k: st[k] for k in ("a", "b", "t", "log_c", "n_pos", "N", "listed") if k in st}

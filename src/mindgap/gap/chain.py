@@ -7,6 +7,8 @@ Semantics (documented choices):
 * ``score`` is the one score-level step's (``zscore``); identity without one. A chain with
   two score-level steps is refused: the second would be fitted on raw cosines, not on the
   first one's scores.
+* ``calibrated`` in a chain runs without its hubness term (``hub=0``): that term needs each
+  candidate's vector, and a chain's score step gets cosines only.
 * ``route`` is the one router's (``modal-clf``), on the *raw* query (and its text); a chain
   with two routers is refused.
 * ``fit`` fits the steps in order, each non-router on the fitting data *as transformed by
@@ -63,6 +65,9 @@ class Chain(GapCorrector, composite=True):
             raise InputError(f"at most one score-level corrector per chain, got {' and '.join(scorers)}", item="gap")
         if len(routers) > 1:
             raise InputError(f"at most one routing corrector per chain, got {' and '.join(routers)}", item="gap")
+        for s in flat:  # a chain's score step sees cosines only: calibrated runs without its hubness term
+            if getattr(s, "hub", 0) and s.name == "calibrated":
+                s.hub = 0.0
         self.steps = flat
         self.spec = spec or "+".join(s.name for s in flat)
         self.cv_folds = int(cv_folds)

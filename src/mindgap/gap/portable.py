@@ -357,21 +357,22 @@ def _needs_query(corr: GapCorrector) -> bool:
     return False
 
 
-def _parse_list(cands: Any, m: str) -> list[tuple[str, float, Any]]:
+def _parse_list(cands: Any, m: str) -> list[tuple[str, float, Any, Any]]:
     if cands is None:
         return []
     if isinstance(cands, (str, bytes)) or not isinstance(cands, Sequence):
         raise InputError(f"candidates for {m} must be a list of (id, cosine) or {{id, cosine}}", item=f"candidates.{m}")
     if len(cands) > MAX_CANDIDATES:
         raise InputError(f"{len(cands)} {m} candidates; at most {MAX_CANDIDATES}", item=f"candidates.{m}")
-    out: list[tuple[str, float, Any]] = []
+    out: list[tuple[str, float, Any, Any]] = []
     seen: set[str] = set()
     for j, c in enumerate(cands):
         where = f"candidates.{m}[{j}]"
+        vec = None
         if isinstance(c, Mapping):
             if "id" not in c or "cosine" not in c:
                 raise InputError("a candidate needs 'id' and 'cosine'", item=where)
-            cid, cos, payload = c["id"], c["cosine"], c.get("payload")
+            cid, cos, payload, vec = c["id"], c["cosine"], c.get("payload"), c.get("vector")
         elif isinstance(c, (tuple, list)) and len(c) in (2, 3):
             cid, cos, payload = c[0], c[1], (c[2] if len(c) == 3 else None)
         else:
@@ -387,7 +388,14 @@ def _parse_list(cands: Any, m: str) -> list[tuple[str, float, Any]]:
         if str(cid) in seen:
             raise InputError(f"id {cid!r} appears twice in the {m} list", item=where)
         seen.add(str(cid))
-        out.append((str(cid), float(cos), payload))
+        if vec is not None:
+            try:
+                vec = np.asarray(vec, np.float32).reshape(-1)
+            except (TypeError, ValueError):
+                raise InputError("vector must be a list of numbers", item=f"{where}.vector") from None
+            if not vec.size or not np.isfinite(vec).all():
+                raise InputError("vector must be a non-empty finite vector", item=f"{where}.vector")
+        out.append((str(cid), float(cos), payload, vec))
     return out
 
 
@@ -402,6 +410,9 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
             cosines of normalised embeddings. A list-level corrector (``calibrated``,
             ``minmax``, ...) scores the list as a whole: give it at least its ``depth``
             candidates (``calibrated``: 20) per modality, as the store path fetches.
+            A mapping entry may carry ``"vector"`` (the item's normalised embedding): when
+            every candidate does, ``calibrated``'s hubness term (``hub``) is applied as in a
+            store search; otherwise the calibration on raw cosines fitted alongside it is used.
         corrector: a fitted corrector, a :class:`PortableCorrector`, or what
             :func:`load_corrector` reads (a path or a parsed JSON object).
         k: results to return.
@@ -447,6 +458,13 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
                              f"encoder of dimension {pc.dim}", item="query")
     elif _needs_query(corr):
         raise InputError(f"gap corrector {corr.name!r} needs the query embedding ('query')", item="query")
+    # calibrated:hub: its hubness term needs every candidate's vector; without them, the calibration
+    # on raw cosines that was fitted alongside (Calibrated.without_hub)
+    hub = False
+    if getattr(corr, "adjusts_items", False):
+        hub = all(c[3] is not None for lst in lists.values() for c in lst)
+        if not hub:
+            corr = corr.without_hub()
     routes = None
     if q is not None and type(corr).route is not GapCorrector.route:
         try:
@@ -462,8 +480,17 @@ def fuse(candidates: Mapping[str, Any], corrector: GapCorrector | PortableCorrec
         lst = lists.get(m) or []
         if not lst or (routes is not None and m not in routes):
             continue
-        lst = sorted(lst, key=lambda c: (-c[1], c[0]))  # best first, ties by id (a store's order)
-        sims = np.array([[c[1] for c in lst]], np.float32)
+        off = np.zeros(len(lst))
+        if hub:  # calibrated:hub ranks cosine − the candidate's hubness term
+            dim = next(iter(corr.hub_ref_.values())).shape[1]
+            for j, c in enumerate(lst):
+                if c[3].size != dim:
+                    raise InputError(f"vector has dimension {c[3].size}; the corrector's is {dim}",
+                                     item=f"candidates.{m.value}[{j}].vector")
+            off = np.asarray(corr.item_offsets(np.stack([c[3] for c in lst]), m), np.float64)
+        # (id, cosine, payload, the score the corrector ranks), best first, ties by id (a store's order)
+        lst = sorted(((c[0], c[1], c[2], c[1] - o) for c, o in zip(lst, off.tolist())), key=lambda c: (-c[3], c[0]))
+        sims = np.array([[c[3] for c in lst]], np.float32)
         try:
             sc = np.asarray(corr.score_query(sims, q, qmod, m), np.float64)[0]
             pr = (np.asarray(corr.probability(sims, q, qmod, m), np.float64)[0]
