@@ -326,7 +326,7 @@ def test_hub_term_is_the_mean_top_k_cosine_to_the_other_modality_and_batch_exact
     corr = r.fit_gap("calibrated", _fresh(ns.data))
     assert corr.hub == 0.5 and corr.hub_k == 10 and corr.adjusts_items
     assert set(corr.hub_ref_) == {"text", "image"}
-    assert corr.hub_ref_["image"].shape == (300, 32)  # images are measured against the store's texts
+    assert corr.hub_ref_["image"].shape == (300, 32)  # images are measured against the store's texts (≤ 500)
     x = np.concatenate([ns.images[:37], ns.hubs])
     off = corr.item_offsets(x, Modality.IMAGE)
     brute = 0.5 * np.sort(x @ corr.hub_ref_["image"].T, axis=1)[:, -10:].mean(1)
@@ -336,6 +336,26 @@ def test_hub_term_is_the_mean_top_k_cosine_to_the_other_modality_and_batch_exact
     assert off[-3:].min() > np.percentile(off[:-3], 95)  # the hubs carry the largest terms
     summ = corr.summary()["hub"]
     assert summ == {"weight": 0.5, "k": 10, "reference": {"text": 303, "image": 300}}
+
+
+def test_hub_terms_are_kept_per_id_and_recomputed_for_another_vector(monkeypatch) -> None:
+    import mindgap.gap.calibrated as cal
+
+    ns = _hub_store()
+    corr = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data))
+    x, ids = ns.images[:6], [f"i{j}" for j in range(6)]
+    first = corr.item_offsets(x, Modality.IMAGE, ids=ids)
+    assert np.array_equal(first, corr.item_offsets(x, Modality.IMAGE))
+    calls = []
+    monkeypatch.setattr(corr, "_hub_term", lambda v, ref: calls.append(len(v)) or cal.Calibrated._hub_term(corr, v, ref))
+    assert np.array_equal(corr.item_offsets(x, Modality.IMAGE, ids=ids), first) and calls == []  # all kept
+    swapped = corr.item_offsets(x[::-1], Modality.IMAGE, ids=ids)  # the same ids re-indexed with other vectors
+    assert calls == [6] and np.array_equal(swapped, first[::-1])
+    monkeypatch.setattr(cal, "HUB_CACHE_MAX", 8)
+    corr.item_offsets(ns.images[10:14], Modality.IMAGE, ids=[f"i{j}" for j in range(10, 14)])
+    assert len(corr._cache()[("hub terms", "image")]) <= 8  # bounded
+    with pytest.raises(InputError, match="ids"):
+        corr.item_offsets(x, Modality.IMAGE, ids=ids[:2])
 
 
 def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:
@@ -364,6 +384,10 @@ def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:
             np.testing.assert_allclose([h.cosine for h in mh], v @ q[qi], atol=1e-5)
             corrected = np.array([h.cosine for h in mh]) - corr.item_offsets(v, m)
             assert np.all(np.diff(corrected) <= 1e-6) and [h.modality_rank for h in mh] == list(range(1, len(mh) + 1))
+    # the list is fetched HUB_FETCH x deeper than the corrector's depth: the top 10 does not depend on k
+    for kk in (20, 40):
+        deeper = r.search_vectors(q[:20], k=kk, gap="hub", fetch=False)
+        assert [[(h.id, h.score) for h in hs[:10]] for hs in deeper] == [[(h.id, h.score) for h in hs] for hs in with_hub[:20]]
     # the hybrid path and min_prob take the same corrected lists
     probs = r.search_vectors(q[:5], k=10, gap="hub", fetch=False, min_prob=0.0)
     assert [[h.id for h in hs] for hs in probs] == [[h.id for h in hs] for hs in with_hub[:5]]

@@ -408,6 +408,31 @@ def test_fuse_endpoint_inline_corrector_store_corrector_and_errors(client):
         {"id": "b", "cosine": 0.3}]}, "k": 2}).json()
     assert got["corrector"] == "zscore" and {h["id"] for h in got["hits"]} == {"a", "b"}
     assert "/fuse" in client.get("/openapi.json").json()["paths"]
+    # calibrated's hubness term: with every candidate's vector the corrected cosines order each list;
+    # without (or with one missing) the raw-cosine calibration (here the same numbers) gives the example
+    import copy
+
+    hub = copy.deepcopy(blocks["example-corrector"])
+    hub["corrector"]["params"].update(hub=0.5, hub_k=1)
+    st = hub["corrector"]["state"]
+    st["hub_ref_"] = {"image": {"__ndarray__": [[1.0, 0.0]], "dtype": "float32"},
+                      "text": {"__ndarray__": [[0.0, 1.0]], "dtype": "float32"}}
+    st["calib0_"] = copy.deepcopy(st["calib_"])
+    vec = {"t7": [0.0, 1.0], "t3": [1.0, 0.0], "t9": [1.0, 0.0], "i4": [1.0, 0.0], "i1": [0.0, 1.0]}
+    with_vec = {m: [dict(c, vector=vec[c["id"]]) for c in cs] for m, cs in blocks["example-request"]["candidates"].items()}
+    got = client.post("/fuse", json={"candidates": with_vec, "k": 5, "corrector": hub}).json()
+    for m, order in (("text", ["t3", "t9", "t7"]), ("image", ["i1", "i4"])):  # t7, i4 lose 0.5 · 1
+        assert [h["id"] for h in got["hits"] if h["modality"] == m] == order, got
+    assert {h["id"]: h["cosine"] for h in got["hits"]}["i4"] == 0.36  # the raw cosine is reported
+    one_missing = copy.deepcopy(with_vec)
+    del one_missing["image"][1]["vector"]
+    for cands in (blocks["example-request"]["candidates"], one_missing):
+        got = client.post("/fuse", json={"candidates": cands, "k": 4, "corrector": hub}).json()
+        assert got["hits"] == blocks["example-result"]["hits"]
+    bad = copy.deepcopy(with_vec)
+    bad["image"][0]["vector"] = [1.0, 0.0, 0.0]
+    r = client.post("/fuse", json={"candidates": bad, "k": 4, "corrector": hub})
+    assert r.status_code == 400 and r.json()["error"]["item"] == "candidates.image[0].vector", r.text
     for body, status, item in [
         (dict(req, gap="zscore"), 400, "gap"),
         (dict(req, corrector={"format": "mindgap.corrector", "version": 7, "corrector": {}}), 400, "corrector.version"),

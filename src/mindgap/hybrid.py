@@ -61,9 +61,9 @@ _EPS = 1e-6
 #: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
 #: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
 DEFAULT_FUSION: dict[str, Any] | None = {
-    "coef": {"text": [0.717637, 1.356698, 0.036925, -0.259362], "image": [0.412615, 0.635234, 0.971275, 3.253048]},
-    "intercept": {"text": -1.235355, "image": -3.315837},
-    "no_text": {"text": [1.0, 0.0], "image": [0.662248, -0.422629]},
+    "coef": {"text": [0.70998, 1.311339, 0.046579, -0.1402], "image": [0.517741, 0.60601, 0.919413, 3.117631]},
+    "intercept": {"text": -1.250843, "image": -2.855574},
+    "no_text": {"text": [1.0, 0.0], "image": [0.659281, -0.422646]},
     "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
 }
 
@@ -209,7 +209,7 @@ def gather(retr: Any, q: np.ndarray, qmod: Modality, texts: Sequence[str], *, ga
         if corr.transforms_items and len(got):
             emat = corr.transform_items(emat, m)
         # calibrated:hub ranks cosine − a per-item term (the dense lists come corrected already)
-        eoff = (np.asarray(corr.item_offsets(emat, m), np.float64) if len(got) and getattr(corr, "adjusts_items", False)
+        eoff = (np.asarray(corr.item_offsets(emat, m, ids=got), np.float64) if len(got) and getattr(corr, "adjusts_items", False)
                 else np.zeros(len(got)))
         row_of = {i: j for j, i in enumerate(got)}
         for qi in range(len(q)):

@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 
 #: How deletions are recorded in the manifest's ``sources`` log (never a source key).
 DELETED_PREFIX = "deleted:"
-#: a corrector with a per-item term (``calibrated:hub``) fetches this many times its list depth by
-#: cosine before re-ranking by the corrected score
+#: a corrector with a per-item term (``calibrated:hub``) fetches at least this many times its list
+#: depth by cosine, re-ranks them by the corrected score and keeps what the search asked for: the
+#: top 10 of a search is then the same for every k up to that many (the term can lift an item
+#: from below a shorter cut)
 HUB_FETCH = 2
 
 
@@ -416,20 +418,21 @@ class Retriever:
             idx, vals = topk_rows(qm @ mat.T, depth)
             return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
         if getattr(corr, "adjusts_items", False):
-            return qm, self._item_adjusted(corr, m, self.store.search(qm, HUB_FETCH * depth, m), depth)
+            fetch = max(depth, HUB_FETCH * int(getattr(corr, "list_depth", None) or depth))
+            return qm, self._item_adjusted(corr, m, self.store.search(qm, fetch, m), depth)
         return qm, self.store.search(qm, depth, m)
 
     def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],
                        depth: int) -> list[list[tuple[str, float, float]]]:
         """Candidates of a corrector with a per-item term (``calibrated:hub``): each list re-ranked
         by ``cosine − corr.item_offsets(vector)`` (ties by id), cut to ``depth``, as
-        ``(id, corrected score, cosine)``. The lists were fetched ``HUB_FETCH`` × deeper by cosine,
-        so an item the correction lifts from just below the cut still competes."""
+        ``(id, corrected score, cosine)``. The lists were fetched at least ``HUB_FETCH`` × the
+        corrector's list depth deep by cosine."""
         uniq = sorted({i for r in res for i, _ in r})
         if not uniq:
             return [[] for _ in res]
         got, mat = self.store.vectors(m, uniq)
-        off = dict(zip(got, np.asarray(corr.item_offsets(mat, m), np.float64).tolist()))
+        off = dict(zip(got, np.asarray(corr.item_offsets(mat, m, ids=got), np.float64).tolist()))
         out = []
         for r in res:
             trip = [(i, s - off.get(i, 0.0), s) for i, s in r]

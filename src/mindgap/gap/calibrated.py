@@ -39,11 +39,11 @@ Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item 
    to the other modality as a whole, they score high for every query (an image near the text
    cone, a passage near the image cone). Before 1 and 2, each candidate's cosine ``s`` becomes
    ``s − hub · r(x)``, with ``r(x)`` the mean cosine of the item ``x`` to its ``hub_k`` (10)
-   nearest items of the *other* modality in a sample of the store (``hub_ref``, at most 1,000,
+   nearest items of the *other* modality in a sample of the store (``hub_ref``, at most 500,
    kept at fit time): CSLS (Conneau et al., 2018) with the store's other modality standing in
    for the queries, applied per item, so it needs no per-item state in the store — the
    retriever hands the candidates' vectors to :meth:`Calibrated.item_offsets` and re-ranks a
-   list fetched twice as deep. 1 and 2 are fitted on the corrected cosines of the same pairs and
+   list fetched twice as deep (``HUB_FETCH``). 1 and 2 are fitted on the corrected cosines of the same pairs and
    negatives. ``fit`` also fits 1 and 2 on raw cosines (``calib0_``), which
    :meth:`Calibrated.without_hub` uses where only cosines are at hand
    (:func:`mindgap.gap.portable.fuse` without vectors). The weight 0.5 was chosen on the calib
@@ -64,6 +64,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,8 @@ from ..types import Modality
 from .base import FitData, GapCorrector
 
 METHODS = ("platt", "isotonic")
+#: items per modality whose hubness term :meth:`Calibrated.item_offsets` keeps in memory
+HUB_CACHE_MAX = 200_000
 _EPS_P = 1e-7
 
 
@@ -204,7 +207,7 @@ class Calibrated(GapCorrector):
 
     def __init__(self, method: str = "platt", depth: int = 20, coverage: float = 0.5, eps: float = 0.01,
                  soft_route: bool = False, prior: float = 0.5, min_pairs: int = 5, max_neg: int = 2000,
-                 bins: int = 64, seed: int = 0, hub: float = 0.5, hub_k: int = 10, hub_ref: int = 1000) -> None:
+                 bins: int = 64, seed: int = 0, hub: float = 0.5, hub_k: int = 10, hub_ref: int = 500) -> None:
         if method not in METHODS:
             raise InputError(f"calibrated: method must be one of {', '.join(METHODS)}, got {method!r}", item="method")
         if int(depth) < 1:
@@ -278,24 +281,51 @@ class Calibrated(GapCorrector):
             refs[m] = np.ascontiguousarray(other)
         return refs
 
-    def item_offsets(self, vectors: np.ndarray, modality: Modality) -> np.ndarray:
+    def item_offsets(self, vectors: np.ndarray, modality: Modality, ids: Sequence[str] | None = None) -> np.ndarray:
         """``hub · r(x)`` per item vector: ``r(x)`` is the mean cosine of ``x`` to its ``hub_k``
         nearest items of the other modality (the store sample kept at fit time). The search
         ranks ``cosine − offset`` (CSLS-style hubness correction, applied per item). Zeros when
-        ``hub`` is 0 or the store held no item of the other modality at fit time."""
+        ``hub`` is 0 or the store held no item of the other modality at fit time.
+
+        With ``ids`` (the retriever's path) each item's term is kept in memory, keyed by id and
+        checked against the vector it was computed from (an id re-indexed with another vector is
+        recomputed): a frequent candidate costs a dictionary lookup, not a product with the
+        reference. At most :data:`HUB_CACHE_MAX` items per modality are kept."""
         x = np.atleast_2d(np.asarray(vectors, np.float32))
         refs = self.hub_ref_ or {}
-        ref = refs.get(Modality.parse(modality).value)
+        mv = Modality.parse(modality).value
+        ref = refs.get(mv)
         if self.hub <= 0 or ref is None or not len(x):
             return np.zeros(len(x), np.float64)
         if x.shape[1] != ref.shape[1]:
             raise InputError(f"calibrated: item vectors have dimension {x.shape[1]}, the hubness reference "
                              f"{ref.shape[1]}", item="vectors")
-        key = ("hub reference, float64", Modality.parse(modality).value)
-        ref64 = self._cache().get(key)
+        cache = self._cache()
+        ref64 = cache.get(("hub reference, float64", mv))
         if ref64 is None:
-            ref64 = self._cache()[key] = np.asarray(ref, np.float64)
-        return self._hub_term(x, ref64)
+            ref64 = cache[("hub reference, float64", mv)] = np.asarray(ref, np.float64)
+        if ids is None:
+            return self._hub_term(x, ref64)
+        if len(ids) != len(x):
+            raise InputError(f"calibrated: {len(ids)} ids for {len(x)} vectors", item="ids")
+        known: dict[str, tuple[bytes, float]] = cache.setdefault(("hub terms", mv), {})
+        out = np.empty(len(x), np.float64)
+        keys = [row.tobytes() for row in x]
+        miss = []
+        for j, (i, key) in enumerate(zip(ids, keys)):
+            got = known.get(i)
+            if got is not None and got[0] == key:
+                out[j] = got[1]
+            else:
+                miss.append(j)
+        if miss:
+            val = self._hub_term(x[miss], ref64)
+            out[miss] = val
+            if len(known) + len(miss) > HUB_CACHE_MAX:
+                known.clear()
+            for j, v in zip(miss, val.tolist()):
+                known[ids[j]] = (keys[j], v)
+        return out
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, data: FitData) -> "Calibrated":

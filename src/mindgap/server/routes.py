@@ -418,9 +418,9 @@ def router(cfg: Any) -> APIRouter:
             name = retr.gap_name(body.gap)
             m = retr.manifest
             pc = PortableCorrector(retr.gap(name), m.encoder_spec, m.dim, {"name": name})
-        cands = {"text": [(c.id, c.cosine) for c in body.candidates.text],
-                 "image": [(c.id, c.cosine) for c in body.candidates.image]}
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which fuse refuses (400)
+            cands = {m: [(c.id, c.cosine) if c.vector is None else {"id": c.id, "cosine": c.cosine, "vector": c.vector}
+                         for c in getattr(body.candidates, m)] for m in ("text", "image")}
             query = None if body.query is None else np.asarray(body.query, np.float32)
         hits = fuse(cands, pc, k=body.k, query=query, query_modality=body.query_modality, min_prob=body.min_prob)
         return {"corrector": pc.meta.get("name") or pc.corrector.name, "k": body.k, "min_prob": body.min_prob,

@@ -164,6 +164,9 @@ class FuseCandidate(BaseModel):
     id: str = Field(..., min_length=1, max_length=512, pattern=ID_PATTERN)
     cosine: float = Field(..., ge=-1.0001, le=1.0001, allow_inf_nan=False,
                           description="Raw cosine of L2-normalised embeddings (not a distance).")
+    vector: list[float] | None = Field(None, min_length=1, max_length=8192,
+                                       description="The item's L2-normalised embedding (optional): with it on every "
+                                                   "candidate, calibrated applies its hubness term.")
 
 
 class FuseCandidates(BaseModel):
@@ -196,7 +199,8 @@ class FusedHitOut(BaseModel):
     cosine: float
     score: float = Field(description="The corrected score the merged list is sorted on.")
     rank: int
-    modality_rank: int = Field(description="Rank within its modality's list, by cosine.")
+    modality_rank: int = Field(description="Rank within its modality's list, by cosine (calibrated with vectors: "
+                                           "by cosine minus its hubness term).")
     probability: float | None = Field(None, description="P(relevant) (calibrated), else absent.")
 
 
