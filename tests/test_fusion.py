@@ -353,7 +353,7 @@ def test_hub_terms_are_kept_per_id_and_recomputed_for_another_vector(monkeypatch
     assert calls == [6] and np.array_equal(swapped, first[::-1])
     monkeypatch.setattr(cal, "HUB_CACHE_MAX", 8)
     corr.item_offsets(ns.images[10:14], Modality.IMAGE, ids=[f"i{j}" for j in range(10, 14)])
-    assert len(corr._cache()[("hub terms", "image")]) <= 8  # bounded
+    assert len(corr._cache()[("hub terms", "image")].slot) <= 8  # bounded
     with pytest.raises(InputError, match="ids"):
         corr.item_offsets(x, Modality.IMAGE, ids=ids[:2])
 

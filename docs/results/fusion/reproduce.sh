@@ -5,7 +5,7 @@
 # flickr8k/ and mmqa/ (tradeoff.png: every method on the ImageQ/TextQ shift frontier).
 # Embedded stores go to runs/fusion/ (git-ignored); embeddings are cached (~/.cache/mindgap).
 # Then the QB-Norm probe and the search overhead of `calibrated` vs. naive (benchmarks/search.py
-# --gap-overhead: 10k and 100k items, single queries and batches of 100).
+# --gap-overhead: 10k and 100k items, single queries and batches of 100), and the scripts listed below.
 set -euo pipefail
 PY=${PYTHON:-python}
 OUT=${OUT:-docs/results/fusion}
@@ -20,3 +20,12 @@ PY
 $PY docs/results/fusion/qbnorm_probe.py   # QB-Norm / DIS with a query bank: measured, not kept
 nice $PY benchmarks/search.py --gap-overhead --single 300 --out "$OUT/search_overhead.json"
 $PY -c "from mindgap.eval.fusion import append_extras; append_extras('$OUT')"
+# per-query paired bootstrap vs. every peer; the calib-only choices of λ/depth and of the hubness
+# weight; the MMQA TextQ questions lost per λ; the per-item evidence probe (feedback vs. hubs)
+if [ "$OUT" = docs/results/fusion ]; then
+  $PY docs/results/fusion/headtohead.py > /dev/null
+  $PY docs/results/fusion/select_on_calib.py
+  $PY docs/results/fusion/select_on_calib.py --hub
+  $PY docs/results/fusion/mmqa_textq_probe.py > /dev/null
+  $PY docs/results/fusion/feedback_probe.py > /dev/null
+fi

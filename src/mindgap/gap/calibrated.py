@@ -176,6 +176,47 @@ def fit_list_posterior(ell: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
     return best[1], best[2]
 
 
+class _TermMemo:
+    """Per-item terms of one modality kept by id, each with a 64-bit fingerprint of the vector it
+    was computed from (an id re-indexed with another vector is recomputed); at most
+    :data:`HUB_CACHE_MAX` items (then it starts over). Lookups are vectorised: a dictionary get
+    per id, one fingerprint product for the batch."""
+
+    def __init__(self, dim: int) -> None:
+        self.mult = np.random.default_rng(0x6D67).integers(1, 2**62, dim, dtype=np.int64) | 1
+        self.slot: dict[str, int] = {}
+        self.fp = np.zeros(1024, np.int64)
+        self.val = np.zeros(1024, np.float64)
+
+    def fingerprint(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # wrap-around is the hash
+            return (np.ascontiguousarray(x, np.float32).view(np.int32).astype(np.int64) * self.mult).sum(1)
+
+    def terms(self, ids: list[str], x: np.ndarray, compute: Any) -> np.ndarray:
+        fp = self.fingerprint(x)
+        get = self.slot.get
+        slots = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+        hit = slots >= 0
+        hit[hit] = self.fp[slots[hit]] == fp[hit]
+        out = np.empty(len(ids), np.float64)
+        out[hit] = self.val[slots[hit]]
+        miss = np.flatnonzero(~hit)
+        if len(miss):
+            val = np.asarray(compute(x[miss]), np.float64)
+            out[miss] = val
+            if len(self.slot) + len(miss) > HUB_CACHE_MAX:
+                self.slot.clear()
+            for j, v in zip(miss.tolist(), val.tolist()):
+                k = self.slot.get(ids[j])
+                if k is None:
+                    k = self.slot[ids[j]] = len(self.slot)
+                    if k >= len(self.fp):
+                        self.fp = np.resize(self.fp, 2 * len(self.fp))
+                        self.val = np.resize(self.val, 2 * len(self.val))
+                self.fp[k], self.val[k] = fp[j], v
+        return out
+
+
 class Calibrated(GapCorrector):
     """Rank by calibrated P(relevant), query-adaptively normalised over the candidate list.
 
@@ -308,24 +349,10 @@ class Calibrated(GapCorrector):
             return self._hub_term(x, ref64)
         if len(ids) != len(x):
             raise InputError(f"calibrated: {len(ids)} ids for {len(x)} vectors", item="ids")
-        known: dict[str, tuple[bytes, float]] = cache.setdefault(("hub terms", mv), {})
-        out = np.empty(len(x), np.float64)
-        keys = [row.tobytes() for row in x]
-        miss = []
-        for j, (i, key) in enumerate(zip(ids, keys)):
-            got = known.get(i)
-            if got is not None and got[0] == key:
-                out[j] = got[1]
-            else:
-                miss.append(j)
-        if miss:
-            val = self._hub_term(x[miss], ref64)
-            out[miss] = val
-            if len(known) + len(miss) > HUB_CACHE_MAX:
-                known.clear()
-            for j, v in zip(miss, val.tolist()):
-                known[ids[j]] = (keys[j], v)
-        return out
+        memo = cache.get(("hub terms", mv))
+        if memo is None:
+            memo = cache[("hub terms", mv)] = _TermMemo(x.shape[1])
+        return memo.terms(list(ids), x, lambda rows: self._hub_term(rows, ref64))
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, data: FitData) -> "Calibrated":

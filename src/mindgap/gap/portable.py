@@ -390,7 +390,8 @@ def _parse_list(cands: Any, m: str) -> list[tuple[str, float, Any, Any]]:
         seen.add(str(cid))
         if vec is not None:
             try:
-                vec = np.asarray(vec, np.float32).reshape(-1)
+                with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                    vec = np.asarray(vec, np.float32).reshape(-1)
             except (TypeError, ValueError):
                 raise InputError("vector must be a list of numbers", item=f"{where}.vector") from None
             if not vec.size or not np.isfinite(vec).all():
