@@ -26,8 +26,7 @@ import numpy as np
 from mindgap.encoders import DEFAULT_OFFLINE_SPEC
 from mindgap.eval.benchmarks import build_caption_benchmark
 from mindgap.eval.reports import md_table
-from mindgap.eval.runner import _embed_queries, relevant_sets
-from mindgap.retriever import Retriever
+from mindgap.eval.runner import _embed_queries, benchmark_retriever, relevant_sets
 from mindgap.types import Modality
 
 OUT = Path(__file__).resolve().parent
@@ -51,9 +50,7 @@ def main() -> None:
     enc = DEFAULT_OFFLINE_SPEC
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_caption_benchmark("flickr8k_224", encoder=enc)
-    retr = Retriever(f"exact:runs/fusion/flickr8k-{tag}.store", encoder=enc)
-    items = bench.corpus_items()
-    retr.index(items, progress=False, total=len(items), source=f"benchmark:{bench.name}")
+    retr, _ = benchmark_retriever(bench, f"exact:runs/fusion/flickr8k-{tag}.store", encoder=enc)
     test = _embed_queries(retr, bench, bench.split("test"), False)
     rel = relevant_sets(bench, test.queries)
     tid, T = retr.store.vectors(Modality.TEXT)

@@ -25,8 +25,8 @@ from mindgap.encoders import DEFAULT_OFFLINE_SPEC
 from mindgap.eval.benchmarks import build_caption_benchmark
 from mindgap.eval.metrics import ndcg_at_k
 from mindgap.eval.reports import md_table
-from mindgap.eval.runner import EvalConfig, _embed_queries, _fresh, _parse_entry, build_fit_data, relevant_sets
-from mindgap.retriever import Retriever
+from mindgap.eval.runner import (EvalConfig, _embed_queries, _fresh, _parse_entry, benchmark_retriever, build_fit_data,
+                                  relevant_sets)
 
 OUT = Path(os.environ.get("OUT") or Path(__file__).parent)
 RECOMMENDED = ["calibrated", "calibrated@corpus"]
@@ -41,9 +41,7 @@ def main() -> None:
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_caption_benchmark("flickr8k_224", encoder=enc)
     runs = os.environ.get("RUNS") or "runs/fusion"
-    retr = Retriever(f"exact:{runs}/flickr8k-{tag}.store", encoder=enc)
-    items = bench.corpus_items()
-    retr.index(items, progress=False, total=len(items), source=f"benchmark:{bench.name}")
+    retr, _ = benchmark_retriever(bench, f"exact:{runs}/flickr8k-{tag}.store", encoder=enc)
     cfg = EvalConfig()
     test = _embed_queries(retr, bench, bench.split("test"), False)
     fit = _embed_queries(retr, bench, bench.split("fit"), False)

@@ -19,8 +19,7 @@ import numpy as np
 from mindgap.encoders import DEFAULT_OFFLINE_SPEC
 from mindgap.eval.benchmarks import build_mmqa_benchmark
 from mindgap.eval.reports import md_table
-from mindgap.eval.runner import EvalConfig, _embed_queries, build_fit_data
-from mindgap.retriever import Retriever
+from mindgap.eval.runner import EvalConfig, _embed_queries, benchmark_retriever, build_fit_data
 
 OUT = Path(__file__).resolve().parent
 COVERAGES = [0.0, 0.1, 0.25, 0.5, 1.0]
@@ -30,9 +29,7 @@ def main() -> None:
     enc = DEFAULT_OFFLINE_SPEC
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_mmqa_benchmark("mmqa")
-    retr = Retriever(f"exact:runs/fusion/mmqa-{tag}.store", encoder=enc)
-    items = bench.corpus_items()
-    retr.index(items, progress=False, total=len(items), source=f"benchmark:{bench.name}")
+    retr, _ = benchmark_retriever(bench, f"exact:runs/fusion/mmqa-{tag}.store", encoder=enc)
     cfg = EvalConfig()
     fit = _embed_queries(retr, bench, bench.split("fit"), False)
     test = _embed_queries(retr, bench, bench.split("test"), False)

@@ -105,6 +105,16 @@ def _embed_queries(retr: Any, bench: Benchmark, queries: Sequence[Query], progre
     return _Embedded(list(queries), vecs, mods)
 
 
+def benchmark_retriever(bench: Benchmark, store: str, *, encoder: str, progress: bool = False) -> tuple[Any, Any]:
+    """A :class:`~mindgap.retriever.Retriever` on ``store`` holding the benchmark's corpus (items
+    already there are skipped, so a re-run does not re-embed) → ``(retriever, ingest report)``."""
+    from ..retriever import Retriever
+
+    retr = Retriever(store, encoder=encoder)
+    items = bench.corpus_items()
+    return retr, retr.index(items, progress=progress, total=len(items), source=f"benchmark:{bench.name}")
+
+
 def build_fit_data(retr: Any, bench: Benchmark, fit: _Embedded, cfg: EvalConfig, pairs: str | None = None) -> FitData:
     """(query, gold) pairs of the fit split (one row per gold) + a seeded corpus sample.
 
@@ -389,7 +399,6 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
         gold-score statistics, the error analysis, the worst queries and the ImageQ-vs-TextQ
         shift frontier (``tradeoff``; ``None`` without both query kinds).
     """
-    from ..retriever import Retriever
     from .tradeoff import shift_frontier, summarize_frontier
 
     cfg = cfg or EvalConfig()
@@ -403,9 +412,7 @@ def run_eval(bench: Benchmark | str | Path, store: Any = "exact:", *, encoder: A
         if (e[1], e[2]) not in seen_entries:
             seen_entries.add((e[1], e[2]))
             entries.append(e)
-    retr = Retriever(store, encoder=encoder)
-    items = bench.corpus_items()
-    rep = retr.index(items, progress=progress, total=len(items), source=f"benchmark:{bench.name}")
+    retr, rep = benchmark_retriever(bench, store, encoder=encoder, progress=progress)
     test = _embed_queries(retr, bench, bench.split("test"), progress)
     fit = _embed_queries(retr, bench, bench.split("fit"), progress) if bench.split("fit") else _Embedded([], np.zeros((0, 1)), np.array([]))
     fit_data: dict[str, FitData] = {}
