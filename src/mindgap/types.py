@@ -87,7 +87,8 @@ class Hit:
         cosine: raw cosine between query and item embeddings.
         score: the corrected score the merged ranking uses.
         rank: 1-based rank in the merged list.
-        modality_rank: 1-based rank within its own modality (by cosine).
+        modality_rank: 1-based rank within its own modality (by cosine; by cosine minus the item's
+            hubness term under ``calibrated`` with ``hub > 0``; hybrid search: by cosine).
         text: passage text or caption, when stored.
         uri: image path, when stored.
         metadata: stored metadata.

@@ -91,7 +91,8 @@ class FusedHit:
         cosine: the raw cosine, as given.
         score: the corrected score the merged list is sorted on.
         rank: 1-based rank in the merged list.
-        modality_rank: 1-based rank within its modality's list (by cosine).
+        modality_rank: 1-based rank within its modality's list (by cosine; by cosine minus the
+            hubness term when ``calibrated`` applies it).
         probability: P(relevant) for probability correctors (``calibrated``), else ``None``.
         payload: whatever the caller attached to the candidate (a node, a document, a dict).
     """
