@@ -43,6 +43,11 @@ DELETED_PREFIX = "deleted:"
 HUB_FETCH = 2
 
 
+def item_term_fetch(corr: GapCorrector, depth: int) -> int:
+    """How deep a corrector with a per-item term fetches by cosine for a ``depth``-long list."""
+    return max(int(depth), HUB_FETCH * int(getattr(corr, "list_depth", None) or depth))
+
+
 def resolve_encoder_spec(manifest: Manifest | None, requested: str | None = None) -> str:
     """The encoder spec a store is used with — the one place this is decided (Retriever, CLI, server).
 
@@ -418,8 +423,7 @@ class Retriever:
             idx, vals = topk_rows(qm @ mat.T, depth)
             return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
         if getattr(corr, "adjusts_items", False):
-            fetch = max(depth, HUB_FETCH * int(getattr(corr, "list_depth", None) or depth))
-            return qm, self._item_adjusted(corr, m, self.store.search(qm, fetch, m), depth)
+            return qm, self._item_adjusted(corr, m, self.store.search(qm, item_term_fetch(corr, depth), m), depth)
         return qm, self.store.search(qm, depth, m)
 
     def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],

@@ -253,7 +253,7 @@ def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modalit
     List-level correctors (``list_depth``) score each query's top ``max(k, list_depth)``
     candidates as one list (the retriever fetches that many); items below get ``-inf``.
     ``select`` (raw cosines, for a corrector with a per-item term): the list is the top
-    ``max(that many, HUB_FETCH × list_depth)`` by ``select``, re-ranked by ``sims`` and cut, as the
+    :func:`~mindgap.retriever.item_term_fetch` by ``select``, re-ranked by ``sims`` and cut, as the
     retriever does.
     """
     depth = getattr(corr, "list_depth", None)
@@ -261,9 +261,9 @@ def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modalit
         return np.asarray(corr.score_query(sims, q, qm, m), np.float64)
     d = min(max(int(depth), int(k)), sims.shape[1])
     if select is not None:
-        from ..retriever import HUB_FETCH
+        from ..retriever import item_term_fetch
 
-        cand = np.argsort(-select, axis=1, kind="stable")[:, : min(max(d, HUB_FETCH * int(depth)), sims.shape[1])]
+        cand = np.argsort(-select, axis=1, kind="stable")[:, : min(item_term_fetch(corr, d), sims.shape[1])]
         within = np.argsort(-np.take_along_axis(sims, cand, 1), axis=1, kind="stable")[:, :d]
         order = np.take_along_axis(cand, within, 1)
     else:

@@ -366,6 +366,7 @@ class Calibrated(GapCorrector):
         out: dict[str, dict[str, dict[str, Any]]] = {}
         out0: dict[str, dict[str, dict[str, Any]]] = {}
         refs = self._fit_hub_refs(data.corpus, np.random.default_rng(self.seed + 1)) if self.hub > 0 else {}
+        refs64 = {m: r.astype(np.float64) for m, r in refs.items()}
         for q in np.unique(qm):
             for m in (Modality.TEXT.value, Modality.IMAGE.value):
                 sel = (qm == q) & (gm == m)
@@ -383,8 +384,8 @@ class Calibrated(GapCorrector):
                 out0.setdefault(str(q), {})[m] = self._fit_one(*args, fit_list=data.pairs != "pseudo")
                 if m in refs:  # calibrate the hubness-corrected cosines too
                     out.setdefault(str(q), {})[m] = self._fit_one(
-                        *args, fit_list=data.pairs != "pseudo", off_gold=self._hub_term(g_all[sel], refs[m]),
-                        off_corpus=self._hub_term(corpus, refs[m]))
+                        *args, fit_list=data.pairs != "pseudo", off_gold=self._hub_term(g_all[sel], refs64[m]),
+                        off_corpus=self._hub_term(corpus, refs64[m]))
                 else:
                     out.setdefault(str(q), {})[m] = out0[str(q)][m]
         if not out:
@@ -400,8 +401,9 @@ class Calibrated(GapCorrector):
                              "(pseudo pairs give every query both modalities)", item="pairs")
         return self
 
-    def _hub_term(self, x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        """``hub`` × the mean cosine of each row of ``x`` to its ``hub_k`` nearest rows of ``ref``.
+    def _hub_term(self, x: np.ndarray, ref64: np.ndarray) -> np.ndarray:
+        """``hub`` × the mean cosine of each row of ``x`` to its ``hub_k`` nearest rows of ``ref64``
+        (the reference sample in float64).
 
         An item gets the same float whatever else is in the batch (a search alone or in a batch
         ranks alike): a float32 matrix product's rounding depends on the batch's shape, so the
@@ -409,7 +411,7 @@ class Calibrated(GapCorrector):
         error, ~1e-16, changes that rounding with probability ~1e-9), and the top ``hub_k`` are
         summed in sorted order."""
         x64 = np.atleast_2d(np.asarray(x, np.float64))
-        sims = (x64 @ (ref if ref.dtype == np.float64 else ref.astype(np.float64)).T).astype(np.float32)
+        sims = (x64 @ ref64.T).astype(np.float32)
         k = min(self.hub_k, sims.shape[1])
         top = np.sort(np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k:], axis=1)
         return self.hub * top.astype(np.float64).mean(axis=1)
