@@ -342,7 +342,8 @@ def test_hub_terms_are_kept_per_id_and_recomputed_for_another_vector(monkeypatch
     import mindgap.gap.calibrated as cal
 
     ns = _hub_store()
-    corr = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data))
+    corr = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data), warm=False)  # the table starts empty
+    assert corr.export_terms() == {} and corr.terms_computed() == 0
     x, ids = ns.images[:6], [f"i{j}" for j in range(6)]
     first = corr.item_offsets(x, Modality.IMAGE, ids=ids)
     assert np.array_equal(first, corr.item_offsets(x, Modality.IMAGE))
@@ -356,6 +357,124 @@ def test_hub_terms_are_kept_per_id_and_recomputed_for_another_vector(monkeypatch
     assert len(corr._cache()[("hub terms", "image")].slot) <= 8  # bounded
     with pytest.raises(InputError, match="ids"):
         corr.item_offsets(x, Modality.IMAGE, ids=ids[:2])
+
+
+def test_hub_terms_are_computed_once_per_store_saved_beside_it_and_kept_in_step(tmp_path, monkeypatch, caplog) -> None:
+    """Fitting computes every item's term and saves the table beside the store; a new process
+    loads it, so its searches compute none; indexed items get theirs at once (saved on close);
+    a table that is unreadable or belongs to another fit is ignored (recomputed), never trusted."""
+    import mindgap.gap.calibrated as cal
+    from mindgap.gap.terms import terms_path
+    from mindgap.stores import open_store
+
+    ns = _hub_store(tmp_path / "kb")
+    n_items = ns.store.count()
+    r = Retriever(ns.store)
+    corr = r.fit_gap("calibrated", _fresh(ns.data), name="cal")
+    path = terms_path(ns.store.uri, "cal")
+    assert path is not None and path.is_file() and path.parent == tmp_path / "kb" / "hubterms"
+    assert corr.terms_computed() == n_items
+    q = ns.queries[ns.test[:20]]
+    want = [[h.to_dict() for h in hs] for hs in r.search_vectors(q, k=10, gap="cal", fetch=False)]
+    assert corr.terms_computed() == n_items  # the searches looked every term up
+    # the same ranking as terms computed during the search
+    fresh = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data), name="cold", save=False, warm=False)
+    assert fresh.term_key() == corr.term_key() and fresh.terms_computed() == 0
+    r.close()
+
+    def calls_of(c):
+        seen = []
+        monkeypatch.setattr(c, "_hub_term", lambda v, ref: seen.append(len(v)) or cal.Calibrated._hub_term(c, v, ref))
+        return seen
+
+    r2 = Retriever(open_store(ns.store.uri))
+    c2 = r2.gap("cal")
+    seen = calls_of(c2)
+    assert sum(len(e[0]) for e in c2.export_terms().values()) == n_items  # loaded, not computed
+    assert [[h.to_dict() for h in hs] for hs in r2.search_vectors(q, k=10, gap="cal", fetch=False)] == want
+    assert seen == []
+    new = _unit(ns.images[5] + 0.01)
+    r2.add_embedded([Item("late", Modality.IMAGE, uri="/img/late.jpg")], new[None])
+    assert seen == [1]  # the new item's term, computed as it was indexed
+    r2.close()  # saves the grown table
+    r3 = Retriever(open_store(ns.store.uri))
+    assert calls_of(r3.gap("cal")) == [] and "late" in r3.gap("cal").export_terms()["image"][0]
+    assert r3.warm_gap("cal") == {"known": n_items + 1, "computed": 0, "saved": 0}
+    want = [[h.to_dict() for h in hs] for hs in r3.search_vectors(q, k=10, gap="cal", fetch=False)]
+    r3.close()
+
+    # an unreadable table: logged and ignored; the search is the same
+    path.write_bytes(b"not a table")
+    r4 = Retriever(open_store(ns.store.uri))
+    c4 = r4.gap("cal")
+    seen = calls_of(c4)
+    assert c4.export_terms() == {}
+    got = [[h.to_dict() for h in hs] for hs in r4.search_vectors(q, k=10, gap="cal", fetch=False)]
+    assert got == want and seen  # recomputed
+    assert r4.warm_gap("cal")["saved"] == n_items + 1  # warm_gap rewrites it
+    r4.close()
+    # a table of another fit (another reference sample) is not used
+    r5 = Retriever(open_store(ns.store.uri))
+    c5 = r5.fit_gap("calibrated:hub_ref=50", _fresh(ns.data), name="other", warm=False)
+    assert c5.term_key() != corr.term_key()
+    other = terms_path(ns.store.uri, "other")
+    path.replace(other)
+    r6 = Retriever(open_store(ns.store.uri))
+    assert r6.gap("other").export_terms() == {}
+    r5.close(), r6.close()
+
+
+def test_hub_terms_read_by_row_equal_the_lookup_by_id_and_follow_store_changes(monkeypatch) -> None:
+    """The exact store's search_rows path (terms in an array aligned with its rows) ranks exactly as
+    the lookup by id does, for single queries and batches, and is rebuilt when items come and go."""
+    import mindgap.retriever as rmod
+
+    ns = _hub_store()
+    r = Retriever(ns.store)
+    r.fit_gap("calibrated", _fresh(ns.data), name="cal")
+    q = ns.queries[ns.test[:30]]
+
+    def both():
+        by_row = [[h.to_dict() for h in hs] for hs in r.search_vectors(q, k=10, gap="cal", fetch=False)]
+        single = [[h.to_dict() for h in r.search_vectors(q[i : i + 1], k=10, gap="cal", fetch=False)[0]]
+                  for i in range(3)]
+        monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 0)  # the lookup by id
+        by_id = [[h.to_dict() for h in hs] for hs in r.search_vectors(q, k=10, gap="cal", fetch=False)]
+        monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 200_000)
+        assert by_row == by_id and single == by_row[:3]
+        return by_row
+
+    first = both()
+    assert ("cal", "image") in r._row_term_cache
+    version, ids, _ = ns.store.rows(Modality.IMAGE)
+    res, rows, v2 = ns.store.search_rows(q[:2], 40, Modality.IMAGE)
+    assert v2 == version and res == ns.store.search(q[:2], 40, Modality.IMAGE)
+    assert [[ids[j] for j in rr] for rr in rows] == [[i for i, _ in hits] for hits in res]
+    # a new hub image, indexed through the retriever: its term is computed and the row table rebuilt
+    r.add_embedded([Item("hub-late", Modality.IMAGE, uri="/img/late.jpg")], ns.hubs[:1] * 0.999 + 0.001)
+    assert ns.store.rows(Modality.IMAGE)[0] > version
+    after = both()
+    assert after != first and r._row_term_cache[("cal", "image")][0] == ns.store.rows(Modality.IMAGE)[0]
+    assert r.delete(["hub-late"]) == 1
+    assert both() == first
+
+
+def test_unreadable_table_of_item_terms_is_logged(tmp_path, caplog) -> None:
+    from mindgap.gap.terms import load_terms, save_terms
+
+    ns = _hub_store()
+    corr = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data))
+    p = tmp_path / "t.npz"
+    assert save_terms(corr, p) == ns.store.count()
+    twin = Retriever(ns.store).fit_gap("calibrated", _fresh(ns.data), save=False, warm=False)
+    assert load_terms(twin, p) == ns.store.count() and twin.terms_computed() == 0
+    p.write_bytes(b"\x00garbage")
+    with caplog.at_level("WARNING", logger="mindgap.gap.terms"):
+        assert load_terms(twin, p) == 0
+    assert "ignoring the table of item terms" in caplog.text and str(p) in caplog.text
+    assert load_terms(twin, tmp_path / "absent.npz") == 0
+    with pytest.raises(InputError, match="fingerprints"):
+        twin.import_terms("image", ["a", "b"], np.zeros(1, np.int64), np.zeros(2))
 
 
 def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:

@@ -448,3 +448,32 @@ def test_fuse_endpoint_inline_corrector_store_corrector_and_errors(client):
         assert r.status_code == status, (body, r.text)
         if item:
             assert r.json()["error"]["item"] == item, r.json()
+
+
+def test_server_start_warms_the_default_correctors_item_terms(offline_encoder, tmp_path):
+    """A store whose default is calibrated (hubness term) but whose item terms were never
+    computed: the server computes them all when it starts and saves them beside the store, so
+    no request pays for them, and the next start loads them."""
+    from _server_kit import load_more_captions
+
+    from mindgap.gap.terms import terms_path
+    from mindgap.retriever import Retriever
+    from mindgap.server import create_app
+
+    uri = copy_store(offline_encoder, tmp_path / "store")
+    r = Retriever(uri, encoder=offline_encoder)
+    corr = r.fit_gap("calibrated", pseudo_queries=load_more_captions(), name="cal", make_default=True, warm=False)
+    assert corr.adjusts_items and corr.terms_computed() == 0
+    n = r.store.count()
+    r.close()
+    path = terms_path(uri, "cal")
+    assert path is not None and not path.exists()
+    for start, computed in ((1, n), (2, 0)):
+        app = create_app(uri, encoder=offline_encoder)
+        app.state.mg.start()
+        try:
+            served = app.state.mg.retriever.gap()
+            assert served.terms_computed() == computed, start  # the second start loads the table
+            assert sum(len(e[0]) for e in served.export_terms().values()) == n and path.is_file()
+        finally:
+            app.state.mg.stop()

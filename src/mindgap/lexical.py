@@ -160,15 +160,9 @@ def item_names(item: Item) -> list[str]:
 
 def lexical_dir(uri: str) -> Path | None:
     """Where a store's side index lives (``None``: in memory — in-memory and remote stores)."""
-    from .stores import local_path, split_store_uri
+    from .stores import side_dir
 
-    scheme, _ = split_store_uri(uri)
-    p = local_path(uri)
-    if p is None:
-        return None
-    if scheme == "milvus" or p.suffix == ".db":
-        return Path(f"{p}.lexical")
-    return p / "lexical"
+    return side_dir(uri, "lexical")
 
 
 class LexicalIndex:

@@ -28,6 +28,7 @@ from .gap.base import fit_checked
 from .encoders.base import weights_fingerprint
 from .manifest import Manifest, encoder_training_info
 from .stores import VectorStore, open_store
+from .stores.base import best_first, topk_rows
 from .ingest.report import IngestReport
 from .text import check_unicode, embed_long_texts
 from .types import MODALITIES, Hit, Item, Modality
@@ -41,6 +42,9 @@ DELETED_PREFIX = "deleted:"
 #: top 10 of a search is then the same for every k up to that many (the term can lift an item
 #: from below a shorter cut)
 HUB_FETCH = 2
+#: Largest modality whose per-item terms are kept as an array aligned with the exact store's rows
+#: (:meth:`Retriever._row_terms`; the corrector's own table keeps as many).
+ROW_TERMS_MAX = 200_000
 
 
 def item_term_fetch(corr: GapCorrector, depth: int) -> int:
@@ -104,6 +108,8 @@ class Retriever:
         self._item_cache: dict[tuple[str, str], tuple[int, list[str], np.ndarray]] = {}
         self._lock = threading.RLock()
         self._lex: Any = None
+        self._terms_dirty: set[str] = set()  # correctors whose item terms grew since they were saved
+        self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, np.ndarray]] = {}
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -216,6 +222,7 @@ class Retriever:
                              workers=workers, prefetch=prefetch)
         finally:
             self._item_cache.clear()
+            self.save_item_terms()
 
     def add_embedded(self, items: Sequence[Item], vectors: np.ndarray,
                      skipped: Sequence[tuple[str, str]] = ()) -> IngestReport:
@@ -239,6 +246,7 @@ class Retriever:
             fresh = [items[i] for i in keep]
             self.store.add(fresh, np.asarray(vectors)[keep])
             self.lexical_added(fresh)
+            self._terms_added(fresh, np.asarray(vectors)[keep])
             for it in fresh:
                 report.added[it.modality.value] += 1
             self._item_cache.clear()
@@ -390,6 +398,7 @@ class Retriever:
                 entry = self.manifest.gap.get(name)
                 if entry is not None:
                     self._gaps[name] = corrector_from_dict(entry)
+                    self._load_terms(name, self._gaps[name])
                 else:
                     c = make_corrector(name)
                     if c.needs_pairs or type(c).fit is not GapCorrector.fit:  # fitted ones must be in the manifest
@@ -415,33 +424,71 @@ class Retriever:
         """Each query's best ``depth`` items of modality ``m`` with their cosines, in the space the
         corrector searches (its prepared query; its transformed items when it transforms them)
         → ``(prepared queries, per-query [(id, cosine), ...])``."""
-        from .stores.base import topk_rows
-
         qm = corr.prepare_query(q, qmod, m)
         if corr.transforms_items:
             ids, mat = self._items_matrix(corr, gap_name, m)
             idx, vals = topk_rows(qm @ mat.T, depth)
             return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
         if getattr(corr, "adjusts_items", False):
-            return qm, self._item_adjusted(corr, m, self.store.search(qm, item_term_fetch(corr, depth), m), depth)
+            fetch = item_term_fetch(corr, depth)
+            search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row
+            if search_rows is not None:
+                kept = self._row_term_cache.get((gap_name, m.value))
+                if not (kept is not None and kept[1] is corr and kept[0] == self.store.version):
+                    n = self.store.count(m)
+                    if n > ROW_TERMS_MAX or corr.terms_known(m) < n:
+                        search_rows = None
+            if search_rows is not None:
+                res, rows, version = search_rows(qm, fetch, m)
+                table = self._row_terms(corr, gap_name, m, version)
+                return qm, self._item_adjusted(corr, m, res, depth, [table[r] for r in rows])
+            return qm, self._item_adjusted(corr, m, self.store.search(qm, fetch, m), depth)
         return qm, self.store.search(qm, depth, m)
 
+    def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int) -> np.ndarray:
+        """The corrector's per-item terms aligned with the rows of the store's matrix of modality
+        ``m`` (a store with ``search_rows``), rebuilt when the store changed (its version) or the
+        corrector was refitted: a search then reads its candidates' terms by row. The terms come
+        from the corrector's table (known ones are looked up; new ones computed). Used once the
+        table knows as many terms as the modality has items (:meth:`warm_gap`, a saved table,
+        items indexed through this retriever); before that a search looks its candidates up."""
+        key = (gap_name, m.value)
+        got = self._row_term_cache.get(key)
+        if got is not None and got[0] == version and got[1] is corr:
+            return got[2]
+        with self._lock:
+            ver, ids, mat = self.store.rows(m)
+            table = np.zeros(len(ids), np.float64)
+            for b in range(0, len(ids), 8192):
+                table[b : b + 8192] = corr.item_offsets(mat[b : b + 8192], m, ids=ids[b : b + 8192])
+            self._row_term_cache[key] = (ver, corr, table)
+        return table
+
     def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],
-                       depth: int) -> list[list[tuple[str, float, float]]]:
+                       depth: int, offsets: list[np.ndarray] | None = None) -> list[list[tuple[str, float, float]]]:
         """Candidates of a corrector with a per-item term (``calibrated:hub``): each list re-ranked
         by ``cosine − corr.item_offsets(vector)`` (ties by id), cut to ``depth``, as
         ``(id, corrected score, cosine)``. The lists were fetched at least ``HUB_FETCH`` × the
-        corrector's list depth deep by cosine."""
-        uniq = sorted({i for r in res for i, _ in r})
-        if not uniq:
+        corrector's list depth deep by cosine. ``offsets``: each list's terms in list order (read
+        by row, :meth:`_row_terms`); else the candidates' vectors are read from the store by id."""
+        if not any(res):
             return [[] for _ in res]
-        got, mat = self.store.vectors(m, uniq)
-        off = dict(zip(got, np.asarray(corr.item_offsets(mat, m, ids=got), np.float64).tolist()))
+        if offsets is not None:
+            off = offsets[0] if len(offsets) == 1 else np.concatenate(offsets)
+        else:
+            ids = [i for r in res for i, _ in r]
+            uniq = list(dict.fromkeys(ids))
+            got, mat = self.store.vectors(m, uniq)
+            found = dict(zip(got, np.asarray(corr.item_offsets(mat, m, ids=got), np.float64).tolist()))
+            off = np.fromiter((found.get(i, 0.0) for i in ids), np.float64, len(ids))
         out = []
+        at = 0
         for r in res:
-            trip = [(i, s - off.get(i, 0.0), s) for i, s in r]
-            trip.sort(key=lambda t: (-t[1], t[0]))
-            out.append(trip[:depth])
+            cos = np.fromiter((s for _, s in r), np.float64, len(r))
+            score = cos - off[at : at + len(r)]
+            at += len(r)
+            order = best_first(score, lambda o, r=r: [r[j][0] for j in o.tolist()], depth).tolist()
+            out.append([(r[j][0], sc, r[j][1]) for j, sc in zip(order, score[order].tolist())])
         return out
 
     def search_vectors(self, queries: np.ndarray, query_modality: Modality | str = Modality.TEXT, *,
@@ -640,7 +687,7 @@ class Retriever:
 
     def fit_gap(self, spec: str, data: FitData | None = None, *, pseudo_queries: Sequence[str] | None = None,
                 corpus_sample: int = 5000, name: str | None = None, save: bool = True,
-                make_default: bool = False) -> GapCorrector:
+                make_default: bool = False, warm: bool = True) -> GapCorrector:
         """Fit a gap corrector and store it in the manifest under ``name`` (default: the spec).
 
         Args:
@@ -648,6 +695,8 @@ class Retriever:
             data: labelled pairs (and/or corpus sample). Built from ``pseudo_queries`` when absent.
             pseudo_queries: query texts for label-free pseudo pairs.
             corpus_sample: size of the per-modality corpus sample added to the fitting data.
+            warm: a corrector with per-item terms (``calibrated``) computes them for every
+                item now (:meth:`warm_gap`), and saves them beside the store when ``save``.
         """
         corr = make_corrector(spec)
         if data is None:
@@ -671,7 +720,95 @@ class Retriever:
         with self._lock:
             self._gaps[key] = corr
             self._item_cache = {k: v for k, v in self._item_cache.items() if k[0] != key}
+            self._terms_dirty.discard(key)
+        if warm and getattr(corr, "adjusts_items", False):
+            self.warm_gap(key, save=save)
         return corr
+
+    # -- per-item terms (calibrated's hubness term), computed once per store -------------------
+    def _terms_path(self, name: str) -> Path | None:
+        from .gap.terms import terms_path
+
+        return terms_path(self.store.uri, name) if self.store.uri else None
+
+    def _load_terms(self, name: str, corr: GapCorrector) -> None:
+        if getattr(corr, "adjusts_items", False) and (path := self._terms_path(name)) is not None:
+            from .gap.terms import load_terms
+
+            load_terms(corr, path)
+
+    def warm_gap(self, name: str | None = None, *, save: bool = True, chunk: int = 8192) -> dict[str, int]:
+        """Compute the per-item terms of corrector ``name`` (default: the store's) for every item
+        the store holds, so no search pays for them (``calibrated``'s hubness term; other
+        correctors have none: ``{}``), and save the table beside the store (``save``; local
+        stores). Terms already known (loaded from the saved table) are only looked up. A
+        modality with more items than the in-memory table keeps
+        (:data:`mindgap.gap.calibrated.HUB_CACHE_MAX`) is left to be computed as searches meet
+        its items. → ``{"known": n, "computed": n, "saved": n}``."""
+        from .gap.calibrated import HUB_CACHE_MAX
+
+        name = self.gap_name(name)
+        corr = self.gap(name)
+        if not getattr(corr, "adjusts_items", False):
+            return {}
+        before = corr.terms_computed()
+        known = 0
+        keep: set[str] = set()
+        for m in MODALITIES:
+            n = self.store.count(m)
+            if n == 0 or n > HUB_CACHE_MAX:
+                continue
+            ids, mat = self.store.vectors(m)
+            keep.update(ids)
+            for b in range(0, len(ids), chunk):
+                corr.item_offsets(mat[b : b + chunk], m, ids=ids[b : b + chunk])
+            known += len(ids)
+        out = {"known": known, "computed": corr.terms_computed() - before, "saved": 0}
+        path = self._terms_path(name) if save else None
+        if path is not None and (out["computed"] or not path.is_file()):
+            from .gap.terms import save_terms
+
+            try:
+                out["saved"] = save_terms(corr, path, keep)
+            except OSError as exc:  # a read-only store still searches; the terms stay in memory
+                log.warning("item terms of %s not saved to %s: %s", name, path, exc)
+            with self._lock:
+                self._terms_dirty.discard(name)
+        return out
+
+    def _terms_added(self, items: Sequence[Item], vectors: np.ndarray) -> None:
+        """New items' terms for the loaded correctors that have them (the vectors are at hand)."""
+        with self._lock:
+            loaded = [(n, c) for n, c in self._gaps.items() if getattr(c, "adjusts_items", False)]
+        if not loaded:
+            return
+        for m in MODALITIES:
+            sel = [j for j, it in enumerate(items) if it.modality == m]
+            if not sel:
+                continue
+            for name, corr in loaded:
+                corr.item_offsets(vectors[sel], m, ids=[items[j].id for j in sel])
+                with self._lock:
+                    self._terms_dirty.add(name)
+
+    def save_item_terms(self) -> int:
+        """Save the item terms that grew since they were loaded or saved (after indexing; on
+        :meth:`close`) → how many tables were written."""
+        from .gap.terms import save_terms
+
+        with self._lock:
+            dirty, self._terms_dirty = sorted(self._terms_dirty), set()
+        n = 0
+        for name in dirty:
+            corr, path = self._gaps.get(name), self._terms_path(name)
+            if corr is None or path is None or name not in (self.store.manifest.gap if self.store.manifest else {}):
+                continue
+            try:
+                save_terms(corr, path)
+                n += 1
+            except OSError as exc:
+                log.warning("item terms of %s not saved to %s: %s", name, path, exc)
+        return n
 
     def stats(self) -> dict[str, Any]:
         m = self.store.manifest
@@ -681,6 +818,7 @@ class Retriever:
                 "text_mode": self.text_mode}
 
     def close(self) -> None:
+        self.save_item_terms()
         self.store.close()
 
     def __enter__(self) -> "Retriever":

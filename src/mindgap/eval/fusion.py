@@ -390,6 +390,12 @@ def append_extras(out_dir: str | Path) -> str:
                   f"{n}: {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}" for n, r in d["sizes"].items())
               + ". On this shared machine single-query medians include scheduling delays of other jobs; the p10 "
                 "column is the less disturbed tail.", ""]
+        terms = [(n, g, t) for n, r in d["sizes"].items() for g, t in (r.get("item_terms") or {}).items()]
+        if terms:
+            L += ["Per-item terms (`calibrated`'s hubness term) are computed once per store before the timing, as "
+                  "`fit_gap` (so `mindgap index`) and the server do, and saved beside a store on disk: "
+                  + "; ".join(f"{g} at {n} items: {t['s']:.2f} s for {t['items']:,} items" for n, g, t in terms)
+                  + ".", ""]
     text = rep + "\n".join(L) + ("\n" if L else "")
     (out / "report.md").write_text(text, encoding="utf-8")
     return text

@@ -41,10 +41,13 @@ Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item 
    ``s − hub · r(x)``, with ``r(x)`` the mean cosine of the item ``x`` to its ``hub_k`` (10)
    nearest items of the *other* modality in a sample of the store (``hub_ref``, at most 500,
    kept at fit time): CSLS (Conneau et al., 2018) with the store's other modality standing in
-   for the queries, applied per item, so it needs no per-item state in the store — the
-   retriever hands the candidates' vectors to :meth:`Calibrated.item_offsets` and re-ranks a
-   list fetched twice as deep (``HUB_FETCH``). 1 and 2 are fitted on the corrected cosines of the same pairs and
-   negatives. ``fit`` also fits 1 and 2 on raw cosines (``calib0_``), which
+   for the queries, applied per item. The term depends on the item alone, so it is computed
+   once per store: ``fit_gap`` (so ``mindgap index``) and the server compute every item's term
+   (:meth:`mindgap.retriever.Retriever.warm_gap`), indexing adds new items' terms, and the table
+   is saved beside the store (:mod:`mindgap.gap.terms`); each term is checked against a
+   fingerprint of its item's vector. A search re-ranks a list fetched twice as deep
+   (``HUB_FETCH``) by ``cosine − term``, reading the terms by row on the exact store. 1 and 2
+   are fitted on the corrected cosines of the same pairs and negatives. ``fit`` also fits 1 and 2 on raw cosines (``calib0_``), which
    :meth:`Calibrated.without_hub` uses where only cosines are at hand
    (:func:`mindgap.gap.portable.fuse` without vectors). The weight 0.5 was chosen on the calib
    photos (docs/results/fusion/select_hub_on_calib.md); the gain is measured in
@@ -62,8 +65,10 @@ fall along a modality's list, so per-modality top-k then merge stays exact.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,41 +185,80 @@ class _TermMemo:
     """Per-item terms of one modality kept by id, each with a 64-bit fingerprint of the vector it
     was computed from (an id re-indexed with another vector is recomputed); at most
     :data:`HUB_CACHE_MAX` items (then it starts over). Lookups are vectorised: a dictionary get
-    per id, one fingerprint product for the batch."""
+    per id, one fingerprint product for the batch. Thread-safe (a server searches from several
+    threads); ``computed`` counts the terms computed here (not looked up or loaded)."""
 
     def __init__(self, dim: int) -> None:
-        self.mult = np.random.default_rng(0x6D67).integers(1, 2**62, dim, dtype=np.int64) | 1
+        self.dim = int(dim)
+        self.words = (self.dim + 1) // 2  # the vector's bits as 64-bit words (float32 pairs)
+        self.mult = np.random.default_rng(0x6D67).integers(1, 2**62, self.words, dtype=np.int64) | 1
         self.slot: dict[str, int] = {}
         self.fp = np.zeros(1024, np.int64)
         self.val = np.zeros(1024, np.float64)
+        self.computed = 0
+        self.lock = threading.Lock()
 
     def fingerprint(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):  # wrap-around is the hash
-            return (np.ascontiguousarray(x, np.float32).view(np.int32).astype(np.int64) * self.mult).sum(1)
+        """A 64-bit hash of each row's exact bits: its float32 pairs read as 64-bit words, times
+        fixed odd random multipliers, summed (wrapping)."""
+        x = np.ascontiguousarray(x, np.float32)
+        if x.shape[1] % 2:
+            x = np.concatenate([x, np.zeros((len(x), 1), np.float32)], axis=1)
+        return (x.view(np.int64) * self.mult).sum(1)  # wrap-around is the hash (integer arrays never warn)
+
+    def lookup(self, ids: Sequence[str], x: np.ndarray) -> np.ndarray | None:
+        """Every item's kept term, or ``None`` unless all are kept for these exact vectors (the
+        search's fast path: a few array operations; :meth:`terms` handles the rest)."""
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != self.dim or self.dim % 2 or not x.flags.c_contiguous:
+            return None
+        fp = (x.view(np.int64) * self.mult).sum(1)  # (integer arrays wrap around silently)
+        with self.lock:
+            get = self.slot.get
+            slots = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+            if not len(slots) or slots.min() < 0 or not np.array_equal(self.fp[slots], fp):
+                return None
+            return self.val[slots]
 
     def terms(self, ids: list[str], x: np.ndarray, compute: Any) -> np.ndarray:
         fp = self.fingerprint(x)
-        get = self.slot.get
-        slots = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
-        hit = slots >= 0
-        hit[hit] = self.fp[slots[hit]] == fp[hit]
-        out = np.empty(len(ids), np.float64)
-        out[hit] = self.val[slots[hit]]
-        miss = np.flatnonzero(~hit)
-        if len(miss):
-            val = np.asarray(compute(x[miss]), np.float64)
-            out[miss] = val
-            if len(self.slot) + len(miss) > HUB_CACHE_MAX:
-                self.slot.clear()
-            for j, v in zip(miss.tolist(), val.tolist()):
-                k = self.slot.get(ids[j])
-                if k is None:
-                    k = self.slot[ids[j]] = len(self.slot)
-                    if k >= len(self.fp):
-                        self.fp = np.resize(self.fp, 2 * len(self.fp))
-                        self.val = np.resize(self.val, 2 * len(self.val))
-                self.fp[k], self.val[k] = fp[j], v
+        with self.lock:
+            get = self.slot.get
+            slots = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+            hit = slots >= 0
+            hit[hit] = self.fp[slots[hit]] == fp[hit]
+            out = np.empty(len(ids), np.float64)
+            out[hit] = self.val[slots[hit]]
+            miss = np.flatnonzero(~hit)
+            if len(miss):
+                val = np.asarray(compute(x[miss]), np.float64)
+                out[miss] = val
+                self.computed += len(miss)
+                self._put([ids[j] for j in miss.tolist()], fp[miss], val)
         return out
+
+    def _put(self, ids: list[str], fp: np.ndarray, val: np.ndarray) -> None:
+        if len(self.slot) + len(ids) > HUB_CACHE_MAX:
+            self.slot.clear()
+        for i, f, v in zip(ids, fp.tolist(), val.tolist()):
+            k = self.slot.get(i)
+            if k is None:
+                k = self.slot[i] = len(self.slot)
+                if k >= len(self.fp):
+                    self.fp = np.resize(self.fp, 2 * len(self.fp))
+                    self.val = np.resize(self.val, 2 * len(self.val))
+            self.fp[k], self.val[k] = f, v
+
+    def export(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``(ids, fingerprints, terms)`` of every kept item."""
+        with self.lock:
+            ids = list(self.slot)
+            rows = np.fromiter(self.slot.values(), np.int64, len(ids))
+            return ids, self.fp[rows].copy(), self.val[rows].copy()
+
+    def load(self, ids: Sequence[str], fp: np.ndarray, val: np.ndarray) -> None:
+        """Add terms computed elsewhere (a saved table); ids already kept are overwritten."""
+        with self.lock:
+            self._put(list(ids), np.asarray(fp, np.int64), np.asarray(val, np.float64))
 
 
 class Calibrated(GapCorrector):
@@ -332,6 +376,11 @@ class Calibrated(GapCorrector):
         checked against the vector it was computed from (an id re-indexed with another vector is
         recomputed): a frequent candidate costs a dictionary lookup, not a product with the
         reference. At most :data:`HUB_CACHE_MAX` items per modality are kept."""
+        if ids is not None and len(ids) == len(vectors):  # the search's path: every term kept
+            memo = self._cache().get(("hub terms", modality.value if isinstance(modality, Modality) else modality))
+            got = None if memo is None or self.hub <= 0 else memo.lookup(ids, vectors)
+            if got is not None:
+                return got
         x = np.atleast_2d(np.asarray(vectors, np.float32))
         refs = self.hub_ref_ or {}
         mv = Modality.parse(modality).value
@@ -349,10 +398,70 @@ class Calibrated(GapCorrector):
             return self._hub_term(x, ref64)
         if len(ids) != len(x):
             raise InputError(f"calibrated: {len(ids)} ids for {len(x)} vectors", item="ids")
+        memo = self._memo(mv)
+        if memo is None:  # pragma: no cover - adjusts_items and the reference were checked above
+            return self._hub_term(x, ref64)
+        return memo.terms(list(ids), x, lambda rows: self._hub_term(rows, ref64))
+
+    def term_key(self) -> str:
+        """A digest of what an item's term depends on (``hub``, ``hub_k``, the reference sample):
+        a saved table of terms (:meth:`export_terms`) is valid for a corrector with the same key.
+        Empty when the corrector has no per-item term."""
+        if not self.adjusts_items:
+            return ""
+        h = hashlib.sha256(f"calibrated hub terms v1|{self.hub!r}|{self.hub_k}".encode())
+        for m in sorted(self.hub_ref_ or {}):
+            ref = np.ascontiguousarray((self.hub_ref_ or {})[m], np.float32)
+            h.update(f"|{m}|{ref.shape}".encode())
+            h.update(ref.tobytes())
+        return h.hexdigest()[:32]
+
+    def _memo(self, modality: Modality | str) -> _TermMemo | None:
+        mv = Modality.parse(modality).value
+        ref = (self.hub_ref_ or {}).get(mv)
+        if not self.adjusts_items or ref is None:
+            return None
+        cache = self._cache()
         memo = cache.get(("hub terms", mv))
         if memo is None:
-            memo = cache[("hub terms", mv)] = _TermMemo(x.shape[1])
-        return memo.terms(list(ids), x, lambda rows: self._hub_term(rows, ref64))
+            memo = cache[("hub terms", mv)] = _TermMemo(ref.shape[1])
+        return memo
+
+    def export_terms(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+        """The per-item terms kept so far, per item modality: ``(ids, fingerprints, terms)``
+        (see :meth:`item_offsets`; saved beside a store by the retriever)."""
+        out = {}
+        for m in (self.hub_ref_ or {}) if self.adjusts_items else ():
+            memo = self._memo(m)
+            if memo is not None and memo.slot:
+                out[m] = memo.export()
+        return out
+
+    def import_terms(self, modality: Modality | str, ids: Sequence[str], fingerprints: np.ndarray,
+                     terms: np.ndarray) -> int:
+        """Keep terms computed earlier (:meth:`export_terms` of a corrector with the same
+        :meth:`term_key`); each is still checked against its item's vector when used. → count."""
+        memo = self._memo(modality)
+        fp = np.asarray(fingerprints)
+        val = np.asarray(terms)
+        if memo is None:
+            return 0
+        if fp.shape != (len(ids),) or val.shape != (len(ids),) or fp.dtype != np.int64 or not np.isfinite(val).all():
+            raise InputError(f"calibrated: a table of {len(ids)} item terms needs as many int64 fingerprints "
+                             "and finite terms", item="terms")
+        if len(ids) > HUB_CACHE_MAX:
+            return 0
+        memo.load(ids, fp, val)
+        return len(ids)
+
+    def terms_known(self, modality: Modality | str) -> int:
+        """How many per-item terms of ``modality`` are kept (computed or loaded)."""
+        memo = self._memo(modality)
+        return len(memo.slot) if memo is not None else 0
+
+    def terms_computed(self) -> int:
+        """How many per-item terms this corrector has computed (not looked up) since it was loaded."""
+        return sum(memo.computed for m in (self.hub_ref_ or {}) if (memo := self._memo(m)) is not None)
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, data: FitData) -> "Calibrated":

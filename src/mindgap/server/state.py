@@ -134,6 +134,7 @@ class ServerState:
             sys.modules["torch"].set_num_threads(int(cfg.torch_threads))
         if cfg.warmup:
             self.encoder.encode_text(["warm up"], show_progress=False)
+            self._warm_gap()
         self.upload_dir = self._upload_dir()
         if self.retriever is not None:
             from .uploads import Uploads
@@ -144,6 +145,21 @@ class ServerState:
         self.workers = Workers()
         self.batcher = TextBatcher(self._encode_texts, self.workers.model, cfg.max_batch)
         self.started_at = time.time()
+
+    def _warm_gap(self) -> None:
+        """The default corrector's per-item terms for every stored item (loaded from the table
+        saved beside the store, the rest computed), so no search pays for them."""
+        if self.retriever is None:
+            return
+        from ..errors import MindgapError
+
+        try:
+            got = self.retriever.warm_gap()
+        except MindgapError as exc:  # e.g. a default corrector that is not fitted: searches say so
+            log.warning("gap corrector not warmed: %s", exc)
+            return
+        if got:
+            log.info("gap corrector warmed: %s", got)
 
     def _encode_texts(self, texts: list) -> Any:
         return self.encoder.encode_text(texts, show_progress=False)

@@ -122,6 +122,19 @@ def local_path(uri: str) -> Path | None:
     return Path(rest).expanduser()
 
 
+def side_dir(uri: str, kind: str) -> Path | None:
+    """Where a store keeps a side structure ``kind`` (``lexical``, ``hubterms``): ``<folder>/<kind>``
+    beside a folder store's data, ``<file>.<kind>`` beside a file store (Milvus Lite's ``.db``);
+    ``None`` for in-memory and remote stores."""
+    scheme, _ = split_store_uri(uri)
+    p = local_path(uri)
+    if p is None:
+        return None
+    if scheme == "milvus" or p.suffix == ".db":
+        return Path(f"{p}.{kind}")
+    return p / kind
+
+
 def list_stores() -> dict[str, str]:
     """Store schemes → one-line descriptions.
 
@@ -132,5 +145,5 @@ def list_stores() -> dict[str, str]:
     return stores.describe()
 
 
-__all__ = ["BaseStore", "VectorStore", "list_stores", "local_path", "open_store", "recorded_backend",
+__all__ = ["BaseStore", "VectorStore", "list_stores", "local_path", "side_dir", "open_store", "recorded_backend",
            "split_store_uri"]

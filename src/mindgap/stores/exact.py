@@ -31,6 +31,7 @@ class ExactStore(BaseStore):
         self._vec: dict[str, np.ndarray] = {}
         self._mat: dict[Modality, tuple[list[str], np.ndarray]] = {}
         self._rows: dict[Modality, dict[str, int]] = {}  # id -> row of _matrix (cached with it)
+        self._version = 0  # bumped by every add / delete that changes the matrices
         self._dim: int | None = None
         self._nseg = 0
         if self.path:
@@ -75,6 +76,7 @@ class ExactStore(BaseStore):
         self._dim = v.shape[1]
         self._mat.clear()
         self._rows.clear()
+        self._version += 1
         return len(items)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -89,6 +91,7 @@ class ExactStore(BaseStore):
             del self._vec[i]
         self._mat.clear()
         self._rows.clear()
+        self._version += 1
         return len(gone)
 
     def _matrix(self, modality: Modality) -> tuple[list[str], np.ndarray]:
@@ -102,6 +105,29 @@ class ExactStore(BaseStore):
         q = self.check_queries(queries, k, self._dim)
         ids, mat = self._matrix(Modality.parse(modality))
         return exact_search(q, mat, k, ids.__getitem__)
+
+    def search_rows(self, queries: np.ndarray, k: int, modality: Modality) -> tuple[SearchResult, list[np.ndarray], int]:
+        """:meth:`search`, with each query's hits' rows in the modality's matrix (in hit order) and
+        the version of that matrix (:meth:`rows`): what a corrector with a per-item term needs to
+        read the terms from an array aligned with the rows, instead of looking them up by id."""
+        q = self.check_queries(queries, k, self._dim)
+        version = self._version
+        ids, mat = self._matrix(Modality.parse(modality))
+        rows: list[np.ndarray] = []
+        return exact_search(q, mat, k, ids.__getitem__, rows=rows), rows, version
+
+    @property
+    def version(self) -> int:
+        """Changes with every add or delete (the rows :meth:`search_rows` refers to change with it)."""
+        return self._version
+
+    def rows(self, modality: Modality) -> tuple[int, list[str], np.ndarray]:
+        """``(version, ids, matrix)`` of a modality: the rows :meth:`search_rows` refers to (the
+        cached matrix itself, not a copy: do not modify it). The version changes with every
+        add or delete."""
+        version = self._version
+        ids, mat = self._matrix(Modality.parse(modality))
+        return version, ids, mat
 
     def get(self, ids: Sequence[str]) -> list[Item | None]:
         return [self._items.get(i) for i in ids]
