@@ -475,6 +475,14 @@ def test_unreadable_table_of_item_terms_is_logged(tmp_path, caplog) -> None:
     assert load_terms(twin, tmp_path / "absent.npz") == 0
     with pytest.raises(InputError, match="fingerprints"):
         twin.import_terms("image", ["a", "b"], np.zeros(1, np.int64), np.zeros(2))
+    # ids of any text round-trip (stored as UTF-8 bytes and lengths, not fixed-width strings)
+    from mindgap.gap.terms import _pack, _unpack
+
+    odd = ["é", "日本/写真 1.jpg", "", "a\nb", "x" * 300, "🙂"]
+    assert _unpack(*_pack(odd)) == odd
+    blob, lengths = _pack(odd)
+    with pytest.raises(ValueError, match="lengths"):
+        _unpack(blob, lengths[:-1])
 
 
 def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:

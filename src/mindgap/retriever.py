@@ -109,6 +109,7 @@ class Retriever:
         self._lock = threading.RLock()
         self._lex: Any = None
         self._terms_dirty: set[str] = set()  # correctors whose item terms grew since they were saved
+        self._terms_synced: set[str] = set()  # correctors whose saved table holds what memory does
         self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, np.ndarray]] = {}
 
     # -- encoder / manifest ------------------------------------------------------------------
@@ -434,9 +435,8 @@ class Retriever:
             search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row
             if search_rows is not None:
                 kept = self._row_term_cache.get((gap_name, m.value))
-                if not (kept is not None and kept[1] is corr and kept[0] == self.store.version):
-                    n = self.store.count(m)
-                    if n > ROW_TERMS_MAX or corr.terms_known(m) < n:
+                if not (kept is not None and kept[1] is corr and kept[0] == getattr(self.store, "version", None)):
+                    if self.store.count(m) > ROW_TERMS_MAX:
                         search_rows = None
             if search_rows is not None:
                 res, rows, version = search_rows(qm, fetch, m)
@@ -449,9 +449,11 @@ class Retriever:
         """The corrector's per-item terms aligned with the rows of the store's matrix of modality
         ``m`` (a store with ``search_rows``), rebuilt when the store changed (its version) or the
         corrector was refitted: a search then reads its candidates' terms by row. The terms come
-        from the corrector's table (known ones are looked up; new ones computed). Used once the
-        table knows as many terms as the modality has items (:meth:`warm_gap`, a saved table,
-        items indexed through this retriever); before that a search looks its candidates up."""
+        from the corrector's table: known ones (:meth:`warm_gap`, a saved table, items indexed
+        through this retriever) are looked up, the others computed here — on a store whose terms
+        were never computed, the first search pays for all of them (0.3 s at 10K items, 0.6 s at
+        100K; ``search.py --gap-overhead``'s ``item_terms``), in memory only: a search writes
+        nothing beside the store (:meth:`warm_gap` saves them)."""
         key = (gap_name, m.value)
         got = self._row_term_cache.get(key)
         if got is not None and got[0] == version and got[1] is corr:
@@ -459,8 +461,11 @@ class Retriever:
         with self._lock:
             ver, ids, mat = self.store.rows(m)
             table = np.zeros(len(ids), np.float64)
+            before = corr.terms_computed()
             for b in range(0, len(ids), 8192):
                 table[b : b + 8192] = corr.item_offsets(mat[b : b + 8192], m, ids=ids[b : b + 8192])
+            if corr.terms_computed() != before:
+                self._terms_synced.discard(gap_name)  # (memory only: warm_gap / close after indexing save)
             self._row_term_cache[key] = (ver, corr, table)
         return table
 
@@ -721,6 +726,7 @@ class Retriever:
             self._gaps[key] = corr
             self._item_cache = {k: v for k, v in self._item_cache.items() if k[0] != key}
             self._terms_dirty.discard(key)
+            self._terms_synced.discard(key)
         if warm and getattr(corr, "adjusts_items", False):
             self.warm_gap(key, save=save)
         return corr
@@ -735,7 +741,8 @@ class Retriever:
         if getattr(corr, "adjusts_items", False) and (path := self._terms_path(name)) is not None:
             from .gap.terms import load_terms
 
-            load_terms(corr, path)
+            if load_terms(corr, path):
+                self._terms_synced.add(name)
 
     def warm_gap(self, name: str | None = None, *, save: bool = True, chunk: int = 8192) -> dict[str, int]:
         """Compute the per-item terms of corrector ``name`` (default: the store's) for every item
@@ -765,13 +772,15 @@ class Retriever:
             known += len(ids)
         out = {"known": known, "computed": corr.terms_computed() - before, "saved": 0}
         path = self._terms_path(name) if save else None
-        if path is not None and (out["computed"] or not path.is_file()):
+        if path is not None and (out["computed"] or name not in self._terms_synced):
             from .gap.terms import save_terms
 
             try:
                 out["saved"] = save_terms(corr, path, keep)
             except OSError as exc:  # a read-only store still searches; the terms stay in memory
                 log.warning("item terms of %s not saved to %s: %s", name, path, exc)
+            else:
+                self._terms_synced.add(name)
             with self._lock:
                 self._terms_dirty.discard(name)
         return out
@@ -790,6 +799,7 @@ class Retriever:
                 corr.item_offsets(vectors[sel], m, ids=[items[j].id for j in sel])
                 with self._lock:
                     self._terms_dirty.add(name)
+                    self._terms_synced.discard(name)
 
     def save_item_terms(self) -> int:
         """Save the item terms that grew since they were loaded or saved (after indexing; on
@@ -806,6 +816,7 @@ class Retriever:
             try:
                 save_terms(corr, path)
                 n += 1
+                self._terms_synced.add(name)
             except OSError as exc:
                 log.warning("item terms of %s not saved to %s: %s", name, path, exc)
         return n

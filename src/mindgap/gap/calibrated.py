@@ -454,11 +454,6 @@ class Calibrated(GapCorrector):
         memo.load(ids, fp, val)
         return len(ids)
 
-    def terms_known(self, modality: Modality | str) -> int:
-        """How many per-item terms of ``modality`` are kept (computed or loaded)."""
-        memo = self._memo(modality)
-        return len(memo.slot) if memo is not None else 0
-
     def terms_computed(self) -> int:
         """How many per-item terms this corrector has computed (not looked up) since it was loaded."""
         return sum(memo.computed for m in (self.hub_ref_ or {}) if (memo := self._memo(m)) is not None)

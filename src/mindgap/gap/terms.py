@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: The side folder's name (see :func:`mindgap.stores.side_dir`).
 KIND = "hubterms"
-_FORMAT = "mindgap item terms 1"
+_FORMAT = "mindgap item terms 1"  # arrays: format, key, <m>.ids (UTF-8 bytes), <m>.len, <m>.fp, <m>.val
 
 
 def terms_path(store_uri: str, gap_name: str) -> Path | None:
@@ -50,6 +50,23 @@ def terms_path(store_uri: str, gap_name: str) -> Path | None:
     return folder / f"{safe}-{hashlib.sha256(gap_name.encode()).hexdigest()[:8]}.npz"
 
 
+def _pack(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as one UTF-8 byte array and their byte lengths (compact for any id, unlike a
+    fixed-width string array sized by the longest)."""
+    enc = [i.encode("utf-8") for i in ids]
+    return np.frombuffer(b"".join(enc), np.uint8).copy(), np.fromiter(map(len, enc), np.int64, len(enc))
+
+
+def _unpack(blob: np.ndarray, lengths: np.ndarray) -> list[str]:
+    data = np.asarray(blob, np.uint8).tobytes()
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.ndim != 1 or (lengths < 0).any() or int(lengths.sum()) != len(data):
+        raise ValueError("the ids do not match their lengths")
+    ends = np.cumsum(lengths).tolist()
+    starts = [0, *ends[:-1]]
+    return [data[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+
+
 def save_terms(corrector: Any, path: Path, keep: set[str] | None = None) -> int:
     """Write the corrector's kept item terms (only ids in ``keep`` when given) to ``path``
     atomically → how many were written."""
@@ -59,7 +76,9 @@ def save_terms(corrector: Any, path: Path, keep: set[str] | None = None) -> int:
         if keep is not None:
             sel = [j for j, i in enumerate(ids) if i in keep]
             ids, fp, val = [ids[j] for j in sel], fp[sel], val[sel]
-        arrays[f"{m}.ids"] = np.array(ids, dtype=str) if ids else np.zeros(0, "U1")
+        blob, lengths = _pack(ids)
+        arrays[f"{m}.ids"] = blob
+        arrays[f"{m}.len"] = lengths
         arrays[f"{m}.fp"] = np.asarray(fp, np.int64)
         arrays[f"{m}.val"] = np.asarray(val, np.float64)
         n += len(ids)
@@ -87,7 +106,8 @@ def load_terms(corrector: Any, path: Path) -> int:
             for name in z.files:
                 if name.endswith(".ids"):
                     m = name[: -len(".ids")]
-                    n += corrector.import_terms(m, z[name].tolist(), z[f"{m}.fp"], z[f"{m}.val"])
+                    ids = _unpack(z[name], z[f"{m}.len"])
+                    n += corrector.import_terms(m, ids, z[f"{m}.fp"], z[f"{m}.val"])
             return n
     except Exception as exc:  # noqa: BLE001 - a cache: recompute rather than fail the search
         log.warning("ignoring the table of item terms %s (it will be recomputed): %s", path, exc)
