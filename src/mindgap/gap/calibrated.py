@@ -485,11 +485,12 @@ class Calibrated(GapCorrector):
                     corpus = corpus[np.sort(rng.choice(len(corpus), self.max_neg, replace=False))]
                 n_store = int((data.counts or {}).get(m) or len(data.corpus[m]))
                 args = (q_all[sel], cos[sel], g_all[sel], corpus, n_store)
-                out0.setdefault(str(q), {})[m] = self._fit_one(*args, fit_list=data.pairs != "pseudo")
+                sims = self._negatives(q_all[sel], g_all[sel], corpus)  # shared by both calibrations
+                out0.setdefault(str(q), {})[m] = self._fit_one(*args, fit_list=data.pairs != "pseudo", sims=sims)
                 if m in refs:  # calibrate the hubness-corrected cosines too
                     out.setdefault(str(q), {})[m] = self._fit_one(
                         *args, fit_list=data.pairs != "pseudo", off_gold=self._hub_term(g_all[sel], refs64[m]),
-                        off_corpus=self._hub_term(corpus, refs64[m]))
+                        off_corpus=self._hub_term(corpus, refs64[m]), sims=sims)
                 else:
                     out.setdefault(str(q), {})[m] = out0[str(q)][m]
         if not out:
@@ -520,13 +521,23 @@ class Calibrated(GapCorrector):
         top = np.sort(np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k:], axis=1)
         return self.hub * top.astype(np.float64).mean(axis=1)
 
-    def _fit_one(self, queries: np.ndarray, pos: np.ndarray, gold: np.ndarray, corpus: np.ndarray,
-                 n_store: int, fit_list: bool = True, off_gold: np.ndarray | None = None,
-                 off_corpus: np.ndarray | None = None) -> dict[str, Any]:
+    @staticmethod
+    def _negatives(queries: np.ndarray, gold: np.ndarray, corpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The queries' cosines to the corpus sample, and which of them count as negatives."""
         neg = queries @ corpus.T  # (n, s)
         # not negatives: the pair's own gold when it is in the sample (pseudo pairs), and the item a
         # pseudo query was taken from (a passage's first sentence finds the passage itself)
         keep = ~((corpus @ gold.T).T > 1 - 1e-5) & ~(neg > 1 - 1e-4)
+        return neg, keep
+
+    def _fit_one(self, queries: np.ndarray, pos: np.ndarray, gold: np.ndarray, corpus: np.ndarray,
+                 n_store: int, fit_list: bool = True, off_gold: np.ndarray | None = None,
+                 off_corpus: np.ndarray | None = None,
+                 sims: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+        """One (query modality, item modality) calibration. ``sims``: :meth:`_negatives` of these
+        arrays, when the caller computed them already (``fit`` calibrates raw and corrected
+        cosines of the same pairs)."""
+        neg, keep = sims if sims is not None else self._negatives(queries, gold, corpus)
         if off_gold is not None and off_corpus is not None:  # hub > 0: calibrate the corrected cosines
             pos = pos - off_gold
             neg = neg - off_corpus[None, :]
