@@ -18,7 +18,8 @@ for t in s["targets"]:
     print(("MET " if t["met"] else "miss") + f"  {t['method']}: {t['target']} ({t['value'][:80]})")
 PY
 $PY docs/results/fusion/qbnorm_probe.py   # QB-Norm / DIS with a query bank: measured, not kept
-nice $PY benchmarks/search.py --gap-overhead --single 300 --out "$OUT/search_overhead.json"
+nice $PY benchmarks/search.py --gap-overhead --single 300 --overhead-gaps naive,zscore,calibrated:hub=0,calibrated \
+  --out "$OUT/search_overhead.json"   # calibrated:hub=0: its scoring alone, without the hubness re-rank
 $PY -c "from mindgap.eval.fusion import append_extras; append_extras('$OUT')"
 # per-query paired bootstrap vs. every peer; the calib-only choices of λ/depth and of the hubness
 # weight; the MMQA TextQ questions lost per λ; the per-item evidence probe (feedback vs. hubs)
