@@ -765,7 +765,8 @@ class Retriever:
             n = self.store.count(m)
             if n == 0 or n > HUB_CACHE_MAX:
                 continue
-            ids, mat = self.store.vectors(m)
+            rows = getattr(self.store, "rows", None)  # the exact store's matrix itself, not a copy
+            ids, mat = rows(m)[1:] if rows is not None else self.store.vectors(m)
             keep.update(ids)
             for b in range(0, len(ids), chunk):
                 corr.item_offsets(mat[b : b + chunk], m, ids=ids[b : b + chunk])

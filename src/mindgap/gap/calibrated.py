@@ -376,7 +376,7 @@ class Calibrated(GapCorrector):
         checked against the vector it was computed from (an id re-indexed with another vector is
         recomputed): a frequent candidate costs a dictionary lookup, not a product with the
         reference. At most :data:`HUB_CACHE_MAX` items per modality are kept."""
-        if ids is not None and len(ids) == len(vectors):  # the search's path: every term kept
+        if ids is not None and isinstance(vectors, np.ndarray) and len(ids) == len(vectors):  # the search's path
             memo = self._cache().get(("hub terms", modality.value if isinstance(modality, Modality) else modality))
             got = None if memo is None or self.hub <= 0 else memo.lookup(ids, vectors)
             if got is not None:
