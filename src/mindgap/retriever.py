@@ -433,12 +433,7 @@ class Retriever:
         if getattr(corr, "adjusts_items", False):
             fetch = item_term_fetch(corr, depth)
             search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row
-            if search_rows is not None:
-                kept = self._row_term_cache.get((gap_name, m.value))
-                if not (kept is not None and kept[1] is corr and kept[0] == getattr(self.store, "version", None)):
-                    if self.store.count(m) > ROW_TERMS_MAX:
-                        search_rows = None
-            if search_rows is not None:
+            if search_rows is not None and self.store.count(m) <= ROW_TERMS_MAX:
                 res, rows, version = search_rows(qm, fetch, m)
                 table = self._row_terms(corr, gap_name, m, version)
                 return qm, self._item_adjusted(corr, m, res, depth, [table[r] for r in rows])
@@ -451,19 +446,17 @@ class Retriever:
         corrector was refitted: a search then reads its candidates' terms by row. The terms come
         from the corrector's table: known ones (:meth:`warm_gap`, a saved table, items indexed
         through this retriever) are looked up, the others computed here — on a store whose terms
-        were never computed, the first search pays for all of them (0.3 s at 10K items, 0.6 s at
-        100K; ``search.py --gap-overhead``'s ``item_terms``), in memory only: a search writes
-        nothing beside the store (:meth:`warm_gap` saves them)."""
+        were never computed, the first search pays for all of them (``search.py --gap-overhead``
+        times it: ``item_terms``), in memory only: a search writes nothing beside the store
+        (:meth:`warm_gap` saves them)."""
         key = (gap_name, m.value)
         got = self._row_term_cache.get(key)
         if got is not None and got[0] == version and got[1] is corr:
             return got[2]
         with self._lock:
             ver, ids, mat = self.store.rows(m)
-            table = np.zeros(len(ids), np.float64)
             before = corr.terms_computed()
-            for b in range(0, len(ids), 8192):
-                table[b : b + 8192] = corr.item_offsets(mat[b : b + 8192], m, ids=ids[b : b + 8192])
+            table = self._terms_of(corr, m, ids, mat)
             if corr.terms_computed() != before:
                 self._terms_synced.discard(gap_name)  # (memory only: warm_gap / close after indexing save)
             self._row_term_cache[key] = (ver, corr, table)
@@ -768,23 +761,38 @@ class Retriever:
             rows = getattr(self.store, "rows", None)  # the exact store's matrix itself, not a copy
             ids, mat = rows(m)[1:] if rows is not None else self.store.vectors(m)
             keep.update(ids)
-            for b in range(0, len(ids), chunk):
-                corr.item_offsets(mat[b : b + chunk], m, ids=ids[b : b + chunk])
+            self._terms_of(corr, m, ids, mat, chunk)
             known += len(ids)
         out = {"known": known, "computed": corr.terms_computed() - before, "saved": 0}
         path = self._terms_path(name) if save else None
         if path is not None and (out["computed"] or name not in self._terms_synced):
-            from .gap.terms import save_terms
-
-            try:
-                out["saved"] = save_terms(corr, path, keep)
-            except OSError as exc:  # a read-only store still searches; the terms stay in memory
-                log.warning("item terms of %s not saved to %s: %s", name, path, exc)
-            else:
-                self._terms_synced.add(name)
+            out["saved"] = self._save_terms(name, corr, path, keep) or 0
             with self._lock:
                 self._terms_dirty.discard(name)
         return out
+
+    @staticmethod
+    def _terms_of(corr: GapCorrector, m: Modality, ids: Sequence[str], mat: np.ndarray,
+                  chunk: int = 8192) -> np.ndarray:
+        """``corr``'s per-item term of each row of ``mat`` (``ids``: the rows' ids), chunk by chunk:
+        known terms are looked up, the others computed and kept by the corrector."""
+        out = np.zeros(len(ids), np.float64)
+        for b in range(0, len(ids), chunk):
+            out[b : b + chunk] = corr.item_offsets(mat[b : b + chunk], m, ids=ids[b : b + chunk])
+        return out
+
+    def _save_terms(self, name: str, corr: GapCorrector, path: Path, keep: set[str] | None = None) -> int | None:
+        """Write ``name``'s table of terms beside the store → how many; ``None`` (logged) when the
+        store's folder cannot be written (a read-only store still searches; the terms stay in memory)."""
+        from .gap.terms import save_terms
+
+        try:
+            n = save_terms(corr, path, keep)
+        except OSError as exc:
+            log.warning("item terms of %s not saved to %s: %s", name, path, exc)
+            return None
+        self._terms_synced.add(name)
+        return n
 
     def _terms_added(self, items: Sequence[Item], vectors: np.ndarray) -> None:
         """New items' terms for the loaded correctors that have them (the vectors are at hand)."""
@@ -805,8 +813,6 @@ class Retriever:
     def save_item_terms(self) -> int:
         """Save the item terms that grew since they were loaded or saved (after indexing; on
         :meth:`close`) → how many tables were written."""
-        from .gap.terms import save_terms
-
         with self._lock:
             dirty, self._terms_dirty = sorted(self._terms_dirty), set()
         n = 0
@@ -814,12 +820,7 @@ class Retriever:
             corr, path = self._gaps.get(name), self._terms_path(name)
             if corr is None or path is None or name not in (self.store.manifest.gap if self.store.manifest else {}):
                 continue
-            try:
-                save_terms(corr, path)
-                n += 1
-                self._terms_synced.add(name)
-            except OSError as exc:
-                log.warning("item terms of %s not saved to %s: %s", name, path, exc)
+            n += self._save_terms(name, corr, path) is not None
         return n
 
     def stats(self) -> dict[str, Any]:

@@ -211,7 +211,7 @@ class _TermMemo:
         search's fast path: a few array operations; :meth:`terms` handles the rest)."""
         if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != self.dim or self.dim % 2 or not x.flags.c_contiguous:
             return None
-        fp = (x.view(np.int64) * self.mult).sum(1)  # (integer arrays wrap around silently)
+        fp = self.fingerprint(x)
         with self.lock:
             get = self.slot.get
             slots = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
