@@ -307,7 +307,7 @@ def gap_overhead(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> dict[
     """``calibrated`` (and ``zscore``) vs naive through ``Retriever.search_vectors`` (both
     modalities, merged, exact store), single queries and batches, timed alternately; both fitted
     on pseudo pairs of 200 queries. ``calibrated`` scores a 20-deep candidate list per modality
-    (fetched 40 deep by cosine for its hubness term); its per-item terms are computed for the whole
+    (by cosine − its hubness term over all items); its per-item terms are computed for the whole
     store once before the timing (``Retriever.warm_gap``, as ``fit_gap`` and the server do), and
     that one-time cost is reported as ``item_terms``."""
     gaps = tuple(g for g in args.overhead_gaps.split(",") if g)

@@ -48,7 +48,13 @@ def _lists(retr: Retriever, q: np.ndarray, depth: int, vectors: bool = False) ->
 
 
 @pytest.mark.parametrize("spec", ["calibrated", "zscore", "quota", "minmax", "dbsf", "rrf", "naive", "qnorm"])
-def test_fuse_equals_the_store_search(synth, spec):
+def test_fuse_equals_the_store_search(synth, spec, monkeypatch):
+    """fuse over lists from a foreign store ranks as a Retriever search on a store without
+    search_rows (an ANN index): with the hubness term, the best HUB_FETCH × depth by cosine re-ranked
+    by cosine − term (the exact store ranks all its items by it)."""
+    import mindgap.retriever as rmod
+
+    monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 0)  # the exact store takes the ANN stores' path
     retr = Retriever(synth.store)
     corr = retr.fit_gap(spec, FitData(**vars(synth.data)), save=False, name=f"x:{spec}")
     depth = max(10, int(getattr(corr, "list_depth", None) or 0))

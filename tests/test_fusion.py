@@ -305,7 +305,59 @@ def test_calibrated_lists_scored_at_once_and_batched_equals_single(synth) -> Non
             assert np.array_equal(got, corr.score_query(*job))
     batched = r.search_vectors(synth.queries[:8], k=10, gap="calibrated", fetch=False)
     single = [r.search_vectors(synth.queries[i : i + 1], k=10, gap="calibrated", fetch=False)[0] for i in range(8)]
-    assert [[h.to_dict() for h in hs] for hs in batched] == [[h.to_dict() for h in hs] for hs in single]
+    same_hits(batched, single)
+
+
+def same_hits(a: list, b: list) -> None:
+    """Two searches' results (hits, or their dicts): the same hits in the same order, every field equal, scores to
+    rounding (a single query on the exact store scores in Python floats: Retriever._search_single)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        dx, dy = ([dict(h) if isinstance(h, dict) else h.to_dict() for h in hs] for hs in (x, y))
+        sx, sy = [d.pop("score") for d in dx], [d.pop("score") for d in dy]
+        assert dx == dy
+        np.testing.assert_allclose(sx, sy, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("gap", ["naive", "zscore", "calibrated:hub=0", "calibrated"])
+def test_single_query_path_equals_the_general_path(gap, monkeypatch) -> None:
+    """One query on the exact store takes Retriever._search_single (ExactStore.search_one, each
+    modality's first k scored by the corrector's head_scorer): the general path's hits — ids,
+    order, cosines, ranks; the same floats for naive and zscore, calibrated's to rounding — for
+    k below, at and above calibrated's list depth, one modality or both, hub term or not. A
+    batch, min_prob and other stores take the general path."""
+    import mindgap.retriever as rmod
+
+    ns = _hub_store()
+    r = Retriever(ns.store)
+    if gap != "naive":
+        r.fit_gap(gap, _fresh(ns.data), name=gap)
+    q = ns.queries[ns.test[:25]]
+    taken = []
+    real = ns.store.search_one
+
+    def spy(*a, **kw):
+        taken.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ns.store, "search_one", spy)
+    for k in (1, 10, 30):
+        for mod in (None, "image"):
+            single = [r.search_vectors(q[i : i + 1], k=k, gap=gap, fetch=False, modality=mod)[0] for i in range(len(q))]
+            assert len(taken) == len(q) * (1 if mod else 2)
+            taken.clear()
+            general = r.search_vectors(q, k=k, gap=gap, fetch=False, modality=mod)  # a batch: the general path
+            assert not taken
+            if gap in ("naive", "zscore"):
+                assert [[h.to_dict() for h in hs] for hs in single] == [[h.to_dict() for h in hs] for hs in general]
+            same_hits(single, general)
+            assert all(len(hs) == k for hs in single) and any(h.modality == Modality.IMAGE for hs in single for h in hs)
+    if gap.startswith("calibrated"):
+        probs = r.search_vectors(q[:1], k=10, gap=gap, fetch=False, min_prob=0.0)
+        assert not taken and [h.id for h in probs[0]] == [h.id for h in r.search_vectors(q[:1], k=10, gap=gap, fetch=False)[0]]
+    monkeypatch.setattr(rmod.Retriever, "_search_single", lambda *a, **kw: None)
+    same_hits([r.search_vectors(q[i : i + 1], k=10, gap=gap, fetch=False)[0] for i in range(5)],
+              r.search_vectors(q[:5], k=10, gap=gap, fetch=False))
 
 
 # -- the hubness term (calibrated:hub) ----------------------------------------------------------
@@ -424,27 +476,46 @@ def test_hub_terms_are_computed_once_per_store_saved_beside_it_and_kept_in_step(
     r5.close(), r6.close()
 
 
-def test_hub_terms_read_by_row_equal_the_lookup_by_id_and_follow_store_changes(monkeypatch) -> None:
-    """The exact store's search_rows path (terms in an array aligned with its rows) ranks exactly as
-    the lookup by id does, for single queries and batches, and is rebuilt when items come and go."""
+def test_hub_terms_rank_exactly_on_the_exact_store_and_follow_store_changes(monkeypatch) -> None:
+    """The exact store ranks a modality by cosine − term over all its items (search_rows with the
+    terms read by row; a single query: search_one), batch and single alike; a store without
+    search_rows (here: the exact store above ROW_TERMS_MAX) takes the best HUB_FETCH × depth by
+    cosine and re-ranks them, the terms looked up by id. Both follow items that come and go."""
     import mindgap.retriever as rmod
 
     ns = _hub_store()
     r = Retriever(ns.store)
-    r.fit_gap("calibrated", _fresh(ns.data), name="cal")
+    corr = r.fit_gap("calibrated", _fresh(ns.data), name="cal")
     q = ns.queries[ns.test[:30]]
+
+    def brute(m, fetch=None):  # each query's 20 best by cosine − term (of its `fetch` best by cosine)
+        ids, mat = ns.store.vectors(m)
+        cos = (q @ mat.T).astype(np.float64)
+        adj = cos - corr.item_offsets(mat, m)[None, :]
+        out = []
+        for qi in range(len(q)):
+            cand = range(len(ids)) if fetch is None else sorted(range(len(ids)), key=lambda j: (-cos[qi, j], ids[j]))[:fetch]
+            out.append([ids[j] for j in sorted(cand, key=lambda j: (-adj[qi, j], ids[j]))[:20]])
+        return out
 
     def both():
         by_row = [[h.to_dict() for h in hs] for hs in r.search_vectors(q, k=10, gap="cal", fetch=False)]
         single = [[h.to_dict() for h in r.search_vectors(q[i : i + 1], k=10, gap="cal", fetch=False)[0]]
                   for i in range(3)]
-        monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 0)  # the lookup by id
+        same_hits(single, by_row[:3])
+        for m in (Modality.TEXT, Modality.IMAGE):
+            got = r.dense_candidates(corr, "cal", q, Modality.TEXT, m, 20)[1]
+            assert [[c[0] for c in lst] for lst in got] == brute(m)
+        monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 0)  # the ANN stores' path: fetch by cosine, re-rank
         by_id = [[h.to_dict() for h in hs] for hs in r.search_vectors(q, k=10, gap="cal", fetch=False)]
+        for m in (Modality.TEXT, Modality.IMAGE):
+            got = r.dense_candidates(corr, "cal", q, Modality.TEXT, m, 20)[1]
+            assert [[c[0] for c in lst] for lst in got] == brute(m, fetch=rmod.HUB_FETCH * 20)
         monkeypatch.setattr(rmod, "ROW_TERMS_MAX", 200_000)
-        assert by_row == by_id and single == by_row[:3]
-        return by_row
+        return by_row, by_id
 
-    first = both()
+    first, first_by_id = both()
+    assert first != first_by_id  # on this store an item below the 40 best by cosine makes a top 10
     assert ("cal", "image") in r._row_term_cache
     version, ids, _ = ns.store.rows(Modality.IMAGE)
     res, rows, v2 = ns.store.search_rows(q[:2], 40, Modality.IMAGE)
@@ -454,9 +525,9 @@ def test_hub_terms_read_by_row_equal_the_lookup_by_id_and_follow_store_changes(m
     r.add_embedded([Item("hub-late", Modality.IMAGE, uri="/img/late.jpg")], ns.hubs[:1] * 0.999 + 0.001)
     assert ns.store.rows(Modality.IMAGE)[0] > version
     after = both()
-    assert after != first and r._row_term_cache[("cal", "image")][0] == ns.store.rows(Modality.IMAGE)[0]
+    assert after[0] != first and r._row_term_cache[("cal", "image")][0] == ns.store.rows(Modality.IMAGE)[0]
     assert r.delete(["hub-late"]) == 1
-    assert both() == first
+    assert both() == (first, first_by_id)
 
 
 def test_unreadable_table_of_item_terms_is_logged(tmp_path, caplog) -> None:

@@ -230,6 +230,58 @@ def test_rerank_sorts_like_score_then_id() -> None:
     assert [i for i, _ in got[:2]] == sorted(ids[j] for j in (7, 41)) and ids[3] not in dict(got)
 
 
+def test_exact_search_one_is_search_for_one_query() -> None:
+    """ExactStore.search_one (the retriever's single-query path) gives search's ids and floats —
+    ties by id, k above the count, an empty modality, a NaN query — and with per-row terms the best
+    ``depth`` by cosine − term over all rows, as search_rows and a brute force give."""
+    from mindgap.stores.exact import ExactStore
+
+    s = ExactStore()
+    items, vecs = corpus(80, 40)
+    s.add(items, vecs)
+    dups = [Item(id=i, modality=Modality.TEXT) for i in ["dup-e", "dup-b", "dup-d", "dup-a"]]
+    s.add(dups, np.stack([vecs[0]] * 4))
+    q = queries(6)
+    q[0] = vecs[0]
+    for m in (Modality.TEXT, Modality.IMAGE):
+        for k in (1, 4, 10, 500):
+            for qi in q:
+                ids, cos, scores = s.search_one(qi, k, m)
+                assert list(zip(ids, cos)) == s.search(qi, k, m)[0] and scores == cos
+    assert s.search_one(q[0], 3, "text")[0] == sorted(["dup-a", "dup-b", "dup-d", "dup-e", items[0].id])[:3]
+    nan = q[1].copy()
+    nan[0] = np.nan
+    assert s.search_one(nan, 5, Modality.TEXT) == ([], [], []) and s.search(nan, 5, Modality.TEXT) == [[]]
+    with pytest.raises(MindgapError, match="dim"):
+        s.search_one(q[0][:5], 5, Modality.TEXT)
+    with pytest.raises(MindgapError, match="one query"):
+        s.search_one(q[:2], 5, Modality.TEXT)
+    assert ExactStore().search_one(q[0], 5, Modality.IMAGE) == ([], [], [])
+    # with terms: the best by cosine - term over all rows (ties by id): 12 scores, the first 5 named
+    version, all_ids, mat = s.rows(Modality.IMAGE)
+    table = np.random.default_rng(2).uniform(0, 0.3, len(all_ids))
+    table[[3, 9]] = table[5]
+    seen = []
+
+    def terms(v, got_ids, got_mat):
+        seen.append(v)
+        assert got_ids is all_ids and got_mat is mat
+        return table, table.astype(np.float32)
+
+    for qi in q:
+        ids, cos, adj = s.search_one(qi, 5, Modality.IMAGE, depth=12, terms=terms)
+        c = (mat @ qi).astype(np.float64)
+        want = sorted(range(len(all_ids)), key=lambda j: (-(c[j] - table[j]), all_ids[j]))[:12]
+        assert ids == [all_ids[j] for j in want[:5]] and len(adj) == 12
+        np.testing.assert_allclose(adj, [c[j] - table[j] for j in want], atol=1e-6)
+        np.testing.assert_allclose(cos, [c[j] for j in want[:5]], atol=1e-6)
+        res, rows, v = s.search_rows(qi, 12, Modality.IMAGE, terms=terms)
+        assert res[0] == list(zip(ids + [all_ids[j] for j in rows[0][5:].tolist()], adj, cos + [h[2] for h in res[0][5:]]))
+        assert [all_ids[j] for j in rows[0].tolist()] == [h[0] for h in res[0]] and v == version
+    assert seen == [version] * 2 * len(q)
+    assert s.search_one(nan, 5, Modality.IMAGE, terms=terms) == ([], [], [])
+
+
 def test_k_larger_than_count_and_empty(storage):
     s = storage()
     q = queries(3)

@@ -61,9 +61,9 @@ _EPS = 1e-6
 #: ``mindgap index`` fits — fit data only, never test data; docs/results/hybrid/results.json
 #: ("default_fusion") records it and the "hybrid on auto, default weights" rows of report.md measure it.
 DEFAULT_FUSION: dict[str, Any] | None = {
-    "coef": {"text": [0.70998, 1.311339, 0.046579, -0.1402], "image": [0.517741, 0.60601, 0.919413, 3.117631]},
-    "intercept": {"text": -1.250843, "image": -2.855574},
-    "no_text": {"text": [1.0, 0.0], "image": [0.659281, -0.422646]},
+    "coef": {"text": [0.710135, 1.311272, 0.048988, -0.140016], "image": [0.52064, 0.604991, 0.925147, 3.121303]},
+    "intercept": {"text": -1.255576, "image": -2.853335},
+    "no_text": {"text": [1.0, 0.0], "image": [0.654539, -0.433812]},
     "fitted_on": "default: MMQA fit split + Flickr8k calib fit (gold labels), dense auto",
 }
 

@@ -37,13 +37,14 @@ log = logging.getLogger(__name__)
 
 #: How deletions are recorded in the manifest's ``sources`` log (never a source key).
 DELETED_PREFIX = "deleted:"
-#: a corrector with a per-item term (``calibrated:hub``) fetches at least this many times its list
-#: depth by cosine, re-ranks them by the corrected score and keeps what the search asked for: the
-#: top 10 of a search is then the same for every k up to that many (the term can lift an item
-#: from below a shorter cut)
+#: a corrector with a per-item term (``calibrated:hub``) ranks a modality by cosine − term. The
+#: exact store does so over all its items (the terms read by row); a store without ``search_rows``
+#: (an ANN index) is asked for this many times the corrector's list depth by cosine, re-ranked by
+#: the corrected score and cut: the top 10 of its search is the same for every k up to that many
 HUB_FETCH = 2
-#: Largest modality whose per-item terms are kept as an array aligned with the exact store's rows
-#: (:meth:`Retriever._row_terms`; the corrector's own table keeps as many).
+#: Largest modality whose per-item terms are kept as arrays aligned with the exact store's rows
+#: (:meth:`Retriever._row_terms`; the corrector's own table keeps as many); above it the exact
+#: store takes the ANN stores' path.
 ROW_TERMS_MAX = 200_000
 
 
@@ -110,7 +111,8 @@ class Retriever:
         self._lex: Any = None
         self._terms_dirty: set[str] = set()  # correctors whose item terms grew since they were saved
         self._terms_synced: set[str] = set()  # correctors whose saved table holds what memory does
-        self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, np.ndarray]] = {}
+        self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, tuple[np.ndarray, np.ndarray]]] = {}
+        self._row_term_fns: dict[tuple[str, Modality, int], tuple[GapCorrector, Any]] = {}
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -431,16 +433,25 @@ class Retriever:
             idx, vals = topk_rows(qm @ mat.T, depth)
             return qm, [[(ids[j], float(s)) for j, s in zip(ri, rv)] for ri, rv in zip(idx, vals)]
         if getattr(corr, "adjusts_items", False):
-            fetch = item_term_fetch(corr, depth)
-            search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row
+            search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row, exact
             if search_rows is not None and self.store.count(m) <= ROW_TERMS_MAX:
-                res, rows, version = search_rows(qm, fetch, m)
-                table = self._row_terms(corr, gap_name, m, version)
-                return qm, self._item_adjusted(corr, m, res, depth, [table[r] for r in rows])
-            return qm, self._item_adjusted(corr, m, self.store.search(qm, fetch, m), depth)
+                return qm, search_rows(qm, depth, m, terms=self._terms_by_row(corr, gap_name, m))[0]
+            return qm, self._item_adjusted(corr, m, self.store.search(qm, item_term_fetch(corr, depth), m), depth)
         return qm, self.store.search(qm, depth, m)
 
-    def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int) -> np.ndarray:
+    def _terms_by_row(self, corr: GapCorrector, gap_name: str, m: Modality) -> Any:
+        """:data:`mindgap.stores.exact.RowTerms` of the corrector's terms for modality ``m``."""
+        key = (gap_name, m, id(corr))
+        got = self._row_term_fns.get(key)
+        if got is None or got[0] is not corr:
+            def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return self._row_terms(corr, gap_name, m, version, (ids, mat))
+
+            got = self._row_term_fns[key] = (corr, terms)
+        return got[1]
+
+    def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int,
+                   snapshot: tuple[list[str], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The corrector's per-item terms aligned with the rows of the store's matrix of modality
         ``m`` (a store with ``search_rows``), rebuilt when the store changed (its version) or the
         corrector was refitted: a search then reads its candidates' terms by row. The terms come
@@ -448,37 +459,36 @@ class Retriever:
         through this retriever) are looked up, the others computed here — on a store whose terms
         were never computed, the first search pays for all of them (``search.py --gap-overhead``
         times it: ``item_terms``), in memory only: a search writes nothing beside the store
-        (:meth:`warm_gap` saves them)."""
+        (:meth:`warm_gap` saves them). ``snapshot``: the ``(ids, matrix)`` of that version, when the
+        caller holds them (the store's search). → the terms as float64 and as float32."""
         key = (gap_name, m.value)
         got = self._row_term_cache.get(key)
         if got is not None and got[0] == version and got[1] is corr:
             return got[2]
         with self._lock:
-            ver, ids, mat = self.store.rows(m)
+            ver, ids, mat = (version, *snapshot) if snapshot is not None else self.store.rows(m)
             before = corr.terms_computed()
-            table = self._terms_of(corr, m, ids, mat)
+            t64 = np.asarray(self._terms_of(corr, m, ids, mat), np.float64)
             if corr.terms_computed() != before:
                 self._terms_synced.discard(gap_name)  # (memory only: warm_gap / close after indexing save)
+            table = (t64, t64.astype(np.float32))
             self._row_term_cache[key] = (ver, corr, table)
         return table
 
     def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],
-                       depth: int, offsets: list[np.ndarray] | None = None) -> list[list[tuple[str, float, float]]]:
-        """Candidates of a corrector with a per-item term (``calibrated:hub``): each list re-ranked
-        by ``cosine − corr.item_offsets(vector)`` (ties by id), cut to ``depth``, as
-        ``(id, corrected score, cosine)``. The lists were fetched at least ``HUB_FETCH`` × the
-        corrector's list depth deep by cosine. ``offsets``: each list's terms in list order (read
-        by row, :meth:`_row_terms`); else the candidates' vectors are read from the store by id."""
+                       depth: int) -> list[list[tuple[str, float, float]]]:
+        """Candidates of a corrector with a per-item term (``calibrated:hub``) from a store without
+        ``search_rows`` (an ANN index): each list, fetched ``HUB_FETCH`` × the corrector's list
+        depth deep by cosine, re-ranked by ``cosine − corr.item_offsets(vector)`` (ties by id), cut
+        to ``depth``, as ``(id, corrected score, cosine)``; the candidates' vectors are read from
+        the store by id. (The exact store ranks by cosine − term over all its items.)"""
         if not any(res):
             return [[] for _ in res]
-        if offsets is not None:
-            off = offsets[0] if len(offsets) == 1 else np.concatenate(offsets)
-        else:
-            ids = [i for r in res for i, _ in r]
-            uniq = list(dict.fromkeys(ids))
-            got, mat = self.store.vectors(m, uniq)
-            found = dict(zip(got, np.asarray(corr.item_offsets(mat, m, ids=got), np.float64).tolist()))
-            off = np.fromiter((found.get(i, 0.0) for i in ids), np.float64, len(ids))
+        ids = [i for r in res for i, _ in r]
+        uniq = list(dict.fromkeys(ids))
+        got, mat = self.store.vectors(m, uniq)
+        found = dict(zip(got, np.asarray(corr.item_offsets(mat, m, ids=got), np.float64).tolist()))
+        off = np.fromiter((found.get(i, 0.0) for i in ids), np.float64, len(ids))
         out = []
         at = 0
         for r in res:
@@ -524,7 +534,14 @@ class Retriever:
             return out
         depth = max(int(k), int(getattr(corr, "list_depth", None) or 0))  # list-level correctors score a fixed depth
         mods = [Modality.parse(modality)] if modality else list(MODALITIES)
+        if len(q) == 1 and min_prob is None:
+            one = self._search_single(corr, gap_name, q[0], qmod, int(k), depth, mods)
+            if one is not None:
+                if fetch:
+                    self._fill([one], q, qmod, corr)
+                return [one]
         routes = corr.route(q, qmod, texts=texts) if getattr(corr, "uses_query_text", False) else corr.route(q, qmod)
+        adjusts = getattr(corr, "adjusts_items", False)
         per_query: list[list[tuple[float, float, str, Modality, int]]] = [[] for _ in range(len(q))]
         jobs: list[tuple[Modality, list[int], list[list[tuple[str, float]]], np.ndarray]] = []
         for m in mods:
@@ -538,8 +555,9 @@ class Retriever:
                 groups = [live]
             else:
                 groups = [[qi] for qi in live]
+            dtype = np.float64 if adjusts else np.float32  # (cosine − term: a float64 difference)
             for g in groups:
-                jobs.append((m, g, res, np.array([[c[1] for c in res[qi]] for qi in g], dtype=np.float32)))
+                jobs.append((m, g, res, np.array([[c[1] for c in res[qi]] for qi in g], dtype=dtype)))
         lists = [(sims, q[g], qmod, m) for m, g, _, sims in jobs]
         # correctors that can score several lists in one pass (calibrated: both modalities at once);
         # the lists are best first (the store contract; topk_rows for transformed items)
@@ -575,6 +593,37 @@ class Retriever:
         if fetch:
             self._fill(out, q, qmod, corr)
         return out
+
+    def _search_single(self, corr: GapCorrector, gap_name: str, q: np.ndarray, qmod: Modality, k: int,
+                       depth: int, mods: list[Modality]) -> list[Hit] | None:
+        """One query on a store with ``search_one`` (the exact store) under a corrector with a
+        :meth:`~mindgap.gap.base.GapCorrector.head_scorer` (``naive``, ``zscore``, ``calibrated``):
+        the general path's result — each modality's ``depth``-long list (``calibrated:hub``: by
+        cosine − term, the terms read by row), scored, the best ``k`` merged — without its
+        per-candidate Python work: a modality's scores fall along its list, so only its first
+        ``k`` are scored and merged. ``None``: not this path."""
+        search_one = getattr(self.store, "search_one", None)
+        if search_one is None:
+            return None
+        adjusts = getattr(corr, "adjusts_items", False)
+        cands: list[tuple[float, float, str, Modality, int]] = []
+        for m in mods:
+            n = self.store.count(m)
+            if n == 0:
+                continue
+            head = corr.head_scorer(qmod, m)
+            if head is None:
+                return None
+            if adjusts:
+                if n > ROW_TERMS_MAX:
+                    return None
+                ids, cos, sims = search_one(q, k, m, depth=depth, terms=self._terms_by_row(corr, gap_name, m))
+            else:
+                ids, cos, sims = search_one(q, k, m, depth=depth)
+            cands.extend(zip(head(sims, k), cos, ids, itertools.repeat(m), range(1, k + 1)))
+        cands.sort(key=lambda c: (-c[0], c[2]))
+        return [Hit(id=iid, modality=m, cosine=sim, score=sc, rank=i + 1, modality_rank=r)
+                for i, (sc, sim, iid, m, r) in enumerate(cands[:k])]
 
     def _fill(self, results: list[list[Hit]], q: np.ndarray, qmod: Modality, corr: GapCorrector) -> None:
         """Attach stored text/uri/metadata; report the *raw* cosine when the corrector moved vectors."""

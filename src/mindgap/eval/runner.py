@@ -223,10 +223,9 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
                 if not len(items.ids[m]):
                     continue
                 sims[m] = corr.prepare_query(q, qm, m) @ tx[m].T
-                raw = None
-                if m in off:  # the search takes its list by cosine, then ranks it by cosine − term
-                    raw, sims[m] = sims[m], sims[m] - off[m][None, :]
-                scores[m] = full_scores(corr, sims[m], q, qm, m, k=k, select=raw)
+                if m in off:  # the search ranks a modality by cosine − term (the exact store: all items)
+                    sims[m] = sims[m] - off[m][None, :]
+                scores[m] = full_scores(corr, sims[m], q, qm, m, k=k)
             for li, qi in enumerate(r):
                 allowed = set(MODALITIES) if routes is None else set(routes[li])
                 for g in emb.queries[qi].gold_ids:
@@ -247,27 +246,18 @@ def deep_ranks(corr: GapCorrector, items: _ItemVectors, emb: _Embedded, chunk: i
 
 
 def full_scores(corr: GapCorrector, sims: np.ndarray, q: np.ndarray, qm: Modality, m: Modality,
-                k: int = 100, select: np.ndarray | None = None) -> np.ndarray:
+                k: int = 100) -> np.ndarray:
     """The corrector's score of every item (rows = queries), as a search for ``k`` results gives it.
 
     List-level correctors (``list_depth``) score each query's top ``max(k, list_depth)``
-    candidates as one list (the retriever fetches that many); items below get ``-inf``.
-    ``select`` (raw cosines, for a corrector with a per-item term): the list is the top
-    :func:`~mindgap.retriever.item_term_fetch` by ``select``, re-ranked by ``sims`` and cut, as the
-    retriever does.
+    candidates as one list (the retriever fetches that many); items below get ``-inf``. For a
+    corrector with a per-item term, ``sims`` are cosine − term (the exact store ranks by them).
     """
     depth = getattr(corr, "list_depth", None)
     if not depth:
         return np.asarray(corr.score_query(sims, q, qm, m), np.float64)
     d = min(max(int(depth), int(k)), sims.shape[1])
-    if select is not None:
-        from ..retriever import item_term_fetch
-
-        cand = np.argsort(-select, axis=1, kind="stable")[:, : min(item_term_fetch(corr, d), sims.shape[1])]
-        within = np.argsort(-np.take_along_axis(sims, cand, 1), axis=1, kind="stable")[:, :d]
-        order = np.take_along_axis(cand, within, 1)
-    else:
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :d]
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :d]
     top = np.take_along_axis(sims, order, 1)
     out = np.full(sims.shape, -np.inf)
     np.put_along_axis(out, order, np.asarray(corr.score_query(top, q, qm, m), np.float64), 1)

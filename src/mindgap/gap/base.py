@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -91,6 +91,15 @@ class FitData:
 #: Correctors made of other correctors (``chain``), by name. They register themselves
 #: (``class Chain(GapCorrector, composite=True)``), so this module imports none of them.
 _COMPOSITES: dict[str, type] = {}
+
+
+#: :meth:`GapCorrector.head_scorer`'s function: ``(sims, k) → the first k scores``
+HeadScorer = Callable[[list[float], int], list[float]]
+
+
+def head_identity(sims: list[float], k: int) -> list[float]:
+    """:data:`HeadScorer` of a corrector whose score is the cosine."""
+    return sims[:k]
 
 
 def corrector_from_dict(d: dict[str, Any]) -> "GapCorrector":
@@ -178,6 +187,15 @@ class GapCorrector:
         Query-adaptive correctors override this; the default ignores ``q`` (:meth:`score`).
         """
         return self.score(sim, query_modality, modality)
+
+    def head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
+        """The single-query path of :meth:`mindgap.retriever.Retriever.search_vectors`: a function
+        ``(sims, k) → scores`` from one query's candidate list of a modality (best first, Python
+        floats holding float32 values, as the search scores them) to the scores of its first ``k``
+        — the floats :meth:`score_query` gives them, for a corrector whose scores never rise along
+        such a list (so a modality's first ``k`` are all that can enter the merge) and that neither
+        routes nor moves vectors. ``None`` (the default): the general path."""
+        return None
 
     def probability(self, sim: np.ndarray, q: np.ndarray, query_modality: Modality,
                     modality: Modality) -> np.ndarray | None:

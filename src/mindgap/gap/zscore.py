@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, NotFittedError
 from ..types import Modality
-from .base import FitData, GapCorrector
+from .base import FitData, GapCorrector, HeadScorer
 
 
 class ZScore(GapCorrector):
@@ -75,6 +75,16 @@ class ZScore(GapCorrector):
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         mu, sigma = self._mu_sigma(query_modality, modality)
         return (np.asarray(sim, dtype=np.float32) - mu) / sigma
+
+    def head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
+        mu, sigma = self._mu_sigma(query_modality, modality)
+        if not sigma > 0:
+            return None
+
+        def head(sims: list[float], k: int) -> list[float]:  # score()'s float32 arithmetic
+            return ((np.asarray(sims[:k], dtype=np.float32) - mu) / sigma).tolist()
+
+        return head
 
     def summary(self) -> dict[str, Any]:
         return {"stats": self.stats_, "pairs": self.pairs_}

@@ -238,13 +238,14 @@ def best_first(s: np.ndarray, ids_at: Callable[[np.ndarray], Sequence[str]], k: 
 
     An array sort orders the scores; unless they then strictly decrease (two exactly equal, or
     one not a number) the order falls back to a Python sort by ``(-score, id)``, so ties always
-    break by id.
+    break by id; scores that are not a number come last.
     """
     order = np.argsort(-s, kind="stable")
     sv = s[order]
     if len(sv) > 1 and not bool((sv[:-1] > sv[1:]).all()):
         vals, names = s.tolist(), ids_at(np.arange(len(s)))
-        order = np.asarray(sorted(range(len(vals)), key=lambda i: (-vals[i], names[i])), np.intp)
+        order = np.asarray(sorted(range(len(vals)), key=lambda i: (vals[i] != vals[i], -vals[i] if vals[i] == vals[i] else 0.0,
+                                                                    names[i])), np.intp)
     return order[:k]
 
 

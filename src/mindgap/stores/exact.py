@@ -10,7 +10,8 @@ batches that committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,14 @@ import numpy as np
 from ..fileio import write_json_atomic
 from ..registry import stores
 from ..types import Item, Modality
-from .base import BaseStore, SearchResult, exact_search, read_segment, segment_files, write_segment
+from ..errors import InputError
+from .base import (TIE_MARGIN, BaseStore, SearchResult, best_first, exact_search, read_segment, segment_files,
+                   write_segment)
+
+#: per-row terms of a modality's matrix (:meth:`ExactStore.search_rows`, :meth:`ExactStore.search_one`):
+#: ``(version, ids, matrix)`` → the terms aligned with its rows, as float64 (the scores) and as
+#: float32 (the scan that picks the candidates)
+RowTerms = Callable[[int, list[str], np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class ExactStore(BaseStore):
@@ -106,15 +114,84 @@ class ExactStore(BaseStore):
         ids, mat = self._matrix(Modality.parse(modality))
         return exact_search(q, mat, k, ids.__getitem__)
 
-    def search_rows(self, queries: np.ndarray, k: int, modality: Modality) -> tuple[SearchResult, list[np.ndarray], int]:
+    def search_rows(self, queries: np.ndarray, k: int, modality: Modality, *,
+                    terms: RowTerms | None = None) -> tuple[list[list[tuple]], list[np.ndarray], int]:
         """:meth:`search`, with each query's hits' rows in the modality's matrix (in hit order) and
-        the version of that matrix (:meth:`rows`): what a corrector with a per-item term needs to
-        read the terms from an array aligned with the rows, instead of looking them up by id."""
+        the version of that matrix (:meth:`rows`).
+
+        ``terms`` (per-row terms of the modality's matrix, read for the version searched): each
+        query's best ``k`` by ``cosine − term`` (ties by id) over the whole matrix, as
+        ``(id, cosine − term, cosine)`` — a corrector's per-item term (``calibrated:hub``) applied
+        exactly, the terms read by row instead of looked up by id.
+        """
         q = self.check_queries(queries, k, self._dim)
         version = self._version
         ids, mat = self._matrix(Modality.parse(modality))
         rows: list[np.ndarray] = []
-        return exact_search(q, mat, k, ids.__getitem__, rows=rows), rows, version
+        if terms is None or mat.shape[0] == 0:
+            return exact_search(q, mat, k, ids.__getitem__, rows=rows), rows, version
+        exact, coarse = terms(version, ids, mat)
+        sim = q @ mat.T
+        sim -= coarse  # the candidate set by the float32 difference; the re-rank computes it exactly
+        n = sim.shape[1]
+        cut = k + TIE_MARGIN
+        cand = np.argpartition(sim, n - cut, axis=1)[:, n - cut:] if cut < n else None
+        out = []
+        for qi, qv in enumerate(q):
+            idx = np.arange(n) if cand is None else np.sort(cand[qi])
+            got = _adjusted(mat, qv, idx, ids, exact, k)
+            rows.append(got[3])
+            out.append(list(zip(got[0], got[2], got[1])))
+        return out, rows, version
+
+    def search_one(self, query: np.ndarray, k: int, modality: Modality, *, depth: int | None = None,
+                   terms: RowTerms | None = None) -> tuple[list[str], list[float], list[float]]:
+        """One query's best items of a modality, best first, ties by id, as ``(ids, cosines,
+        scores)``: the scores of the best ``depth`` (≥ ``k``; default ``k``), the ids and cosines
+        of the first ``k`` — the single-query path of
+        :meth:`mindgap.retriever.Retriever.search_vectors` (a list-level corrector scores a
+        longer list than it merges).
+
+        Without ``terms`` the scores are the cosines, with the floats and order of
+        ``search(query, depth, modality)``; with ``terms`` they are ``cosine − term``, with the floats
+        and order of ``search_rows(query, depth, modality, terms=terms)`` — without building the
+        candidate lists in Python. ``query``: one float32 vector of the store's dimension.
+        """
+        q = np.asarray(query)
+        if q.dtype != np.float32 or q.shape != (self._dim,):
+            q = self.check_queries(query, k, self._dim)
+            if len(q) != 1:
+                raise InputError(f"search_one takes one query, got {len(q)}", item="queries")
+            q = q[0]
+        version = self._version
+        ids, mat = self._matrix(modality if isinstance(modality, Modality) else Modality.parse(modality))
+        n = mat.shape[0]
+        if n == 0:
+            return [], [], []
+        k = int(k)
+        want = max(k, int(depth or 0))
+        cut = want + TIE_MARGIN
+        if terms is not None:
+            exact, coarse = terms(version, ids, mat)
+            sim = mat @ q
+            sim -= coarse
+        else:
+            sim = mat @ q
+        if cut < n:  # the candidate set (its order does not matter: the re-rank sorts it)
+            idx = np.argpartition(sim, n - cut)[n - cut:]
+            idx.sort()  # in index order, as exact_search / search_rows: the same candidates' floats
+        else:
+            idx = np.arange(n)
+        c = mat[idx] @ q
+        s = c if terms is None else c - exact[idx]
+        order = best_first(s, lambda o: [ids[j] for j in idx[o].tolist()], want)  # (NaN last)
+        scores = s[order].tolist()
+        head = order[:k]
+        out = [ids[j] for j in idx[head].tolist()], c[head].tolist(), scores
+        if scores and scores[-1] != scores[-1]:  # a query with NaN: only finite scores, as search gives
+            keep = sum(x == x for x in scores)
+            return out[0][:keep], out[1][:keep], scores[:keep]
+        return out
 
     @property
     def version(self) -> int:
@@ -155,6 +232,20 @@ class ExactStore(BaseStore):
         if not found:
             return found, np.zeros((0, self._dim or 0), np.float32)
         return found, np.stack([self._vec[i] for i in found])
+
+
+def _adjusted(mat: np.ndarray, q: np.ndarray, idx: np.ndarray, ids: list[str], terms: np.ndarray,
+              k: int) -> tuple[list[str], list[float], list[float], np.ndarray]:
+    """The best ``k`` of the candidate rows ``idx`` (in row order) by ``cosine − term``, ties by id →
+    ``(ids, cosines, cosine − term, rows)``; a query with NaN has none."""
+    c = mat[idx] @ q
+    adj = c - terms[idx]
+    if not math.isfinite(adj.sum()):
+        keep = np.isfinite(adj)
+        idx, c, adj = idx[keep], c[keep], adj[keep]
+    order = best_first(adj, lambda o: [ids[j] for j in idx[o].tolist()], k)
+    rows = idx[order]
+    return [ids[j] for j in rows.tolist()], c[order].tolist(), adj[order].tolist(), rows
 
 
 @stores.register("exact", help="exact numpy scan (in memory, or persisted to a directory)")
