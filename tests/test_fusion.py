@@ -308,6 +308,47 @@ def test_calibrated_lists_scored_at_once_and_batched_equals_single(synth) -> Non
     same_hits(batched, single)
 
 
+def test_coverage_gain_counts_a_modality_the_store_likely_lacks_as_covered(synth) -> None:
+    """cover_none (default): the gain is λ·log((S_j + N + ε)/(S_{j−1} + N + ε)), N = the list
+    posterior's P(the store holds no relevant item of the modality) — a flat list (nothing likely
+    relevant) gives its first candidate almost no gain, a peaked one keeps it; the same floats on
+    the fast, general and single-query paths; prior = 1 (N = 0) and cover_none=false give the gain
+    as first shipped, which a corrector saved without the parameter keeps."""
+    r = Retriever(synth.store)
+    new = r.fit_gap("calibrated", _fresh(synth.data), name="new")
+    old = r.fit_gap("calibrated:cover_none=false", _fresh(synth.data), name="old")
+    assert new.cover_none and not old.cover_none and new.calib_ == old.calib_
+    T = Modality.TEXT  # (text → text: the toy's informative calibration)
+    flat = 0.2 - 1e-4 * np.arange(20)[None, :]
+    peaked = np.concatenate([[0.95], flat[0, 1:]])[None, :]
+    for sims in (flat, peaked):
+        p, none = new._posterior(sims, T, T)
+        gain = 0.5 * np.log((np.cumsum(p) + none[0] + 0.01) / (np.cumsum(p) - p + none[0] + 0.01))
+        np.testing.assert_allclose(new.score_query(sims, None, T, T)[0], p[0] + gain[0], rtol=1e-12)
+        old_gain = 0.5 * np.log((np.cumsum(p) + 0.01) / (np.cumsum(p) - p + 0.01))
+        np.testing.assert_allclose(old.score_query(sims, None, T, T)[0], p[0] + old_gain[0], rtol=1e-12)
+        shuffled = np.ascontiguousarray(sims[:, ::-1])  # the general path (unsorted rows)
+        np.testing.assert_allclose(new.score_query(shuffled, None, T, T)[:, ::-1], new.score_query(sims, None, T, T),
+                                   rtol=1e-10)
+        head = new.head_scorer(T, T)(sims[0].tolist(), 10)
+        np.testing.assert_allclose(head, new.score_query(sims, None, T, T)[0, :10], rtol=1e-12)
+    p_flat, n_flat = new._posterior(flat, T, T)
+    p_peak, n_peak = new._posterior(peaked, T, T)
+    assert n_flat[0, 0] > n_peak[0, 0] > 0
+    first_gain = lambda c, sims, p: c.score_query(sims, None, T, T)[0, 0] - p[0, 0]
+    assert first_gain(new, flat, p_flat) < 0.2 * first_gain(old, flat, p_flat)
+    assert first_gain(new, peaked, p_peak) > 0.3  # a likely relevant candidate keeps a real gain
+    # π = 1: no "store holds none" mass, the old gain
+    sure = r.fit_gap("calibrated:prior=1", _fresh(synth.data), name="sure")
+    sure_old = r.fit_gap("calibrated:prior=1,cover_none=false", _fresh(synth.data), name="sure-old")
+    assert np.array_equal(sure.score_query(flat, None, T, T), sure_old.score_query(flat, None, T, T))
+    # saved without the parameter (before it existed): the old gain; saved with it: kept
+    d = new.to_dict()
+    assert d["params"]["cover_none"] is True and corrector_from_dict(d).cover_none
+    d["params"].pop("cover_none")
+    assert corrector_from_dict(d).cover_none is False
+
+
 def same_hits(a: list, b: list) -> None:
     """Two searches' results (hits, or their dicts): the same hits in the same order, every field equal, scores to
     rounding (a single query on the exact store scores in Python floats: Retriever._search_single)."""
@@ -564,13 +605,14 @@ def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:
     q = ns.queries[ns.test[:60]]
     with_hub = r.search_vectors(q, k=10, gap="hub", fetch=False)
     without = r.search_vectors(q, k=10, gap="nohub", fetch=False)
-    def hub_first(res):  # queries whose best image is a hub
-        return sum(next(h.id for h in hs if h.modality == Modality.IMAGE).startswith("hub") for hs in res)
+
+    def hub_first(gap):  # queries whose best image is a hub
+        return sum(hs[0].id.startswith("hub") for hs in r.search_vectors(q, k=1, gap=gap, fetch=False, modality="image"))
 
     def hub_listed(res):
         return sum(any(h.id.startswith("hub") for h in hs) for hs in res)
 
-    assert hub_first(without) >= 20 and hub_first(with_hub) <= hub_first(without) // 2
+    assert hub_first("nohub") >= 20 and hub_first("hub") <= hub_first("nohub") // 2
     assert hub_listed(with_hub) <= hub_listed(without) - 15
     # each hit reports its raw cosine; within a modality the order is cosine − the item's term
     _, vec = ns.store.vectors(Modality.IMAGE)
@@ -582,7 +624,7 @@ def test_hub_term_demotes_hub_images_and_keeps_raw_cosines_on_hits() -> None:
             np.testing.assert_allclose([h.cosine for h in mh], v @ q[qi], atol=1e-5)
             corrected = np.array([h.cosine for h in mh]) - corr.item_offsets(v, m)
             assert np.all(np.diff(corrected) <= 1e-6) and [h.modality_rank for h in mh] == list(range(1, len(mh) + 1))
-    # the list is fetched HUB_FETCH x deeper than the corrector's depth: the top 10 does not depend on k
+    # the exact store ranks all items by cosine − term: the top 10 does not depend on k
     for kk in (20, 40):
         deeper = r.search_vectors(q[:20], k=kk, gap="hub", fetch=False)
         assert [[(h.id, h.score) for h in hs[:10]] for hs in deeper] == [[(h.id, h.score) for h in hs] for hs in with_hub[:20]]

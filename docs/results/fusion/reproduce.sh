@@ -29,4 +29,5 @@ if [ "$OUT" = docs/results/fusion ]; then
   $PY docs/results/fusion/select_on_calib.py --hub
   $PY docs/results/fusion/mmqa_textq_probe.py > /dev/null
   $PY docs/results/fusion/feedback_probe.py > /dev/null
+  $PY docs/results/fusion/cover_none.py > /dev/null   # the coverage gain with / without cover_none
 fi

@@ -33,16 +33,19 @@ RECOMMENDED_AUTO = "calibrated@corpus"  # out of the box (label-free, the store'
 #: ``calibrated`` without its hubness term (the default before ``hub``), fitted and out of the box
 NO_HUB = "calibrated:hub=0"
 NO_HUB_AUTO = "calibrated:hub=0@corpus"
+#: ``calibrated``'s coverage gain as first shipped (no "the store holds none" term), fitted and out of the box
+OLD_GAIN = "calibrated:cover_none=false"
+OLD_GAIN_AUTO = "calibrated:cover_none=false@corpus"
 COVERAGE_SWEEP = [0.0, 0.1, 0.25, 1.0, 2.0]
 FLICKR_GAPS = (["naive", "zscore", "zscore@pseudo"] + BASELINES
                + ["qnorm", "calibrated", "calibrated@corpus", "calibrated@pseudo", "calibrated:method=isotonic",
                   "calibrated:prior=1", "calibrated:depth=100", NO_HUB, NO_HUB_AUTO, "calibrated:hub=0.25",
-                  "calibrated:hub=1"]
+                  "calibrated:hub=1", OLD_GAIN, OLD_GAIN_AUTO]
                + [f"calibrated:coverage={c:g}" for c in COVERAGE_SWEEP])
 MMQA_GAPS = (["naive", "zscore", "zscore@pseudo", "modal-clf"] + BASELINES
              + ["qnorm", "calibrated", "calibrated@pseudo", "calibrated@corpus", "calibrated:method=isotonic",
                 "calibrated:coverage=0", "calibrated:soft_route=true", "calibrated:soft_route=true,coverage=0",
-                NO_HUB, NO_HUB_AUTO, "calibrated:hub=0,coverage=0"])
+                NO_HUB, NO_HUB_AUTO, "calibrated:hub=0,coverage=0", OLD_GAIN, OLD_GAIN_AUTO])
 #: queries about things absent from both benchmark stores (for the ``min_prob`` table)
 ABSENT = ["a spreadsheet of quarterly tax revenue by county", "the chemical formula of sulfuric acid",
           "a violin concerto in D major by Tchaikovsky", "a close-up of a computer motherboard",

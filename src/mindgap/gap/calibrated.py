@@ -56,11 +56,17 @@ Fitting (labelled pairs, or label-free pseudo pairs), per (query modality, item 
 
 Ranking: ``coverage=0`` ranks by ``P_j`` (the probability ranking principle: the most
 likely relevant items first, whatever their modality). ``coverage=λ > 0`` adds
-``λ · log((S_j + ε) / (S_{j−1} + ε))`` where ``S_j = P_1 + … + P_j`` is the probability that
-the query's relevant M item is among its first ``j`` candidates: the marginal gain in
-log P(the top k holds the relevant item of *every* modality), so a result list that has
-found a likely text turns to the best image before a second, unlikely text. Both terms
-fall along a modality's list, so per-modality top-k then merge stays exact.
+``λ · log((S_j + N + ε) / (S_{j−1} + N + ε))`` where ``S_j = P_1 + … + P_j`` is the probability
+that the query's relevant M item is among its first ``j`` candidates and ``N`` the list
+posterior's probability that the store holds no relevant M item at all (the prior π's share of
+its "none" mass; ``cover_none``): the marginal gain in log P(the top k holds the relevant item of
+every modality that has one), so a result list that has found a likely text turns to the best
+image before a second, unlikely text — unless no image is likely relevant (a flat image list, a
+question only text answers), which then takes no place from the texts. Without ``N``
+(``cover_none=false``, the gain as first shipped) the first candidate of every modality gains
+``λ · log(1 + P_1/ε)``, however unlikely: on the MMQA slice that put an image above the gold
+passage of a text question (docs/results/fusion/cover_none.md). Both terms fall along a
+modality's list, so per-modality top-k then merge stays exact.
 """
 
 from __future__ import annotations
@@ -271,6 +277,10 @@ class Calibrated(GapCorrector):
             fetches at least this many).
         coverage: weight λ of the "every modality covered" gain (0 = pure probability ranking).
         eps: ε of that gain (how strongly the first candidate of a modality is preferred).
+        cover_none: a modality the store likely holds nothing relevant of for the query counts as
+            covered already (its P of "the store holds none", from ``prior``, joins the gain's
+            ``S``), so it does not take a place from the other modality's items; ``false``: the
+            gain as first shipped (a saved corrector without this parameter keeps that).
         soft_route: multiply by P(modality | query) from a logistic regression (labelled pairs).
         prior: π, the prior probability that the store holds a relevant item of a modality for a
             query (1: always, as in a benchmark; below 1 "nothing here" keeps some mass, so a
@@ -293,7 +303,8 @@ class Calibrated(GapCorrector):
 
     def __init__(self, method: str = "platt", depth: int = 20, coverage: float = 0.5, eps: float = 0.01,
                  soft_route: bool = False, prior: float = 0.5, min_pairs: int = 5, max_neg: int = 2000,
-                 bins: int = 64, seed: int = 0, hub: float = 0.5, hub_k: int = 10, hub_ref: int = 500) -> None:
+                 bins: int = 64, seed: int = 0, hub: float = 0.5, hub_k: int = 10, hub_ref: int = 500,
+                 cover_none: bool = True) -> None:
         if method not in METHODS:
             raise InputError(f"calibrated: method must be one of {', '.join(METHODS)}, got {method!r}", item="method")
         if int(depth) < 1:
@@ -321,6 +332,7 @@ class Calibrated(GapCorrector):
         self.hub = float(hub)
         self.hub_k = int(hub_k)
         self.hub_ref = int(hub_ref)
+        self.cover_none = bool(cover_none)
         self.calib_: dict[str, dict[str, dict[str, Any]]] | None = None
         self.route_: dict[str, dict[str, Any]] | None = None
         self.pairs_: str | None = None
@@ -646,10 +658,12 @@ class Calibrated(GapCorrector):
         np.put_along_axis(out, order, val, 1)
         return out
 
-    def _posterior(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
-        """List posterior of rows sorted best first; the normaliser sums the first ``depth``
-        candidates (a longer list — k > depth — scores its tail against the same normaliser,
-        so results do not depend on k)."""
+    def _posterior(self, sim: np.ndarray, query_modality: Modality,
+                   modality: Modality) -> tuple[np.ndarray, np.ndarray]:
+        """List posterior of rows sorted best first, and each row's P(the store holds no relevant
+        item of the modality) (the prior's share of the "none" mass; 0 with ``prior = 1``); the
+        normaliser sums the first ``depth`` candidates (a longer list — k > depth — scores its tail
+        against the same normaliser, so results do not depend on k)."""
         st = self._state(query_modality, modality)
         z = float(st["t"]) * self._item_logit(st, sim)
         head = z[:, : self.depth]
@@ -658,7 +672,8 @@ class Calibrated(GapCorrector):
             extra.append(math.log((1 - self.prior) / self.prior) + float(st["log_m0"]))
         top = np.maximum(head.max(axis=1, keepdims=True), max(extra))  # log-sum-exp over the list and "none"
         denom = np.exp(head - top).sum(axis=1, keepdims=True) + sum(np.exp(x - top) for x in extra)
-        return np.exp(z - top) / denom
+        absent = np.exp(extra[1] - top) / denom if len(extra) > 1 else np.zeros_like(top)
+        return np.exp(z - top) / denom, absent
 
     def probability(self, sim: np.ndarray, q: np.ndarray | None, query_modality: Modality,
                     modality: Modality) -> np.ndarray:
@@ -666,21 +681,25 @@ class Calibrated(GapCorrector):
         sim = np.atleast_2d(np.asarray(sim, np.float64))
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
-        p = self._unsort(self._posterior(ss, query_modality, modality), order)
+        p = self._unsort(self._posterior(ss, query_modality, modality)[0], order)
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         return p if prior is None else p * prior[:, None]
 
     def _constants(self, query_modality: Modality, modality: Modality) -> np.ndarray:
-        """``[[t·a, t·b, log of the "none" mass]]`` for the Platt fast path, cached per modality pair."""
+        """``[[t·a, t·b, log of the "none" mass, log of its "the store holds none" part]]`` for the
+        Platt fast path (the last −inf when the coverage gain does not use it: ``cover_none``
+        off, or ``prior = 1``), cached per modality pair."""
         key = (query_modality, modality)
         got = self._cache().get(key)
         if got is None:
             st = self._state(query_modality, modality)
             t = float(st["t"])
             lx = float(st["log_c"])
+            x0 = -math.inf
             if self.prior < 1:
-                lx = float(np.logaddexp(lx, math.log((1 - self.prior) / self.prior) + float(st["log_m0"])))
-            got = np.array([[t * float(st["a"]), t * float(st["b"]), lx]])
+                x0 = math.log((1 - self.prior) / self.prior) + float(st["log_m0"])
+                lx = float(np.logaddexp(lx, x0))
+            got = np.array([[t * float(st["a"]), t * float(st["b"]), lx, x0 if self.cover_none else -math.inf]])
             self._cache()[key] = got
         return got
 
@@ -693,11 +712,11 @@ class Calibrated(GapCorrector):
     def _sorted(sim: np.ndarray) -> bool:
         return sim.shape[1] < 2 or bool((sim[:, :-1] >= sim[:, 1:]).all())
 
-    def _fast_scores(self, sim: np.ndarray, ta: Any, tb: Any, lx: Any) -> np.ndarray:
+    def _fast_scores(self, sim: np.ndarray, ta: Any, tb: Any, lx: Any, x0: Any) -> np.ndarray:
         """The search path (sorted float64 lists, Platt, no routing): the same formulas as
-        :meth:`_posterior` and the coverage gain in fewer array operations; ``ta``, ``tb``, ``lx``
-        (:meth:`_constants`) are 0-d arrays or per-row ``(n, 1)`` columns (``ta``, ``tb`` may be
-        broadcast to ``sim``'s shape already: numpy is quickest with same-shape or 0-d operands)."""
+        :meth:`_posterior` and the coverage gain in fewer array operations; ``ta``, ``tb``, ``lx``,
+        ``x0`` (:meth:`_constants`) are 0-d arrays or per-row ``(n, 1)`` columns (``ta``, ``tb`` may
+        be broadcast to ``sim``'s shape already: numpy is quickest with same-shape or 0-d operands)."""
         fast = self._cache()
         key = ("eps, coverage", self.eps, self.coverage)
         got = fast.get(key)
@@ -714,10 +733,15 @@ class Calibrated(GapCorrector):
         p = np.divide(e, den, out=e)
         if self.coverage <= 0:
             return p
+        base = eps
+        if self.cover_none and self.prior < 1:  # + P(the store holds none of this modality)
+            base = np.exp(x0 - top)
+            base /= den
+            base += eps
         cum = np.add.accumulate(p, axis=1)  # = cumsum
-        gain = cum + eps
+        gain = cum + base
         cum -= p
-        cum += eps
+        cum += base
         gain /= cum
         gain = np.log(gain, out=gain)
         gain *= coverage
@@ -749,11 +773,11 @@ class Calibrated(GapCorrector):
             if cols is None:
                 c = np.concatenate([self._constants(qm, m) for qm, m in pairs])
                 cols = fast[(pairs, width)] = (np.repeat(c[:, 0:1], width, 1), np.repeat(c[:, 1:2], width, 1),
-                                                c[:, 2:3])
+                                                c[:, 2:3], c[:, 3:4])
             out = self._fast_scores(sim, *cols)
             return [out[i : i + 1] for i in range(len(rows))]
         c = np.repeat(np.concatenate([self._constants(qm, m) for qm, m in pairs]), rows, axis=0)
-        out = self._fast_scores(sim, c[:, 0:1], c[:, 1:2], c[:, 2:3])
+        out = self._fast_scores(sim, c[:, 0:1], c[:, 1:2], c[:, 2:3], c[:, 3:4])
         ends = list(itertools.accumulate(rows))
         return [out[e - n : e] for n, e in zip(rows, ends)]
 
@@ -772,7 +796,7 @@ class Calibrated(GapCorrector):
         return got[0]
 
     def _head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
-        ta, tb, lx = (float(v) for v in self._constants(query_modality, modality)[0])
+        ta, tb, lx, x0 = (float(v) for v in self._constants(query_modality, modality)[0])
         if not ta > 0:
             return None
         depth, eps, coverage = self.depth, self.eps, self.coverage
@@ -788,10 +812,11 @@ class Calibrated(GapCorrector):
             out = [v / den for v in e[:k]]
             if coverage <= 0:
                 return out
+            base = eps if x0 == -math.inf else exp(x0 - top) / den + eps
             cum = 0.0
-            for j, p in enumerate(out):  # p + λ·log((S_j + ε) / (S_{j−1} + ε))
+            for j, p in enumerate(out):  # p + λ·log((S_j + N + ε) / (S_{j−1} + N + ε))
                 cum += p
-                out[j] = p + coverage * log((cum + eps) / (cum - p + eps))
+                out[j] = p + coverage * log((cum + base) / (cum - p + base))
             return out
 
         return head
@@ -807,18 +832,28 @@ class Calibrated(GapCorrector):
             return self._fast_scores(sim, *got)
         order = self._order(sim)
         ss = sim if order is None else np.take_along_axis(sim, order, 1)
-        ps = self._posterior(ss, query_modality, modality)
+        ps, absent = self._posterior(ss, query_modality, modality)
         prior = None if q is None else self._route_prior(np.atleast_2d(q), query_modality, modality)
         w = np.ones((len(sim), 1)) if prior is None else prior[:, None]
         if self.coverage <= 0:
             return self._unsort(w * ps, order)
+        base = absent + self.eps if self.cover_none else self.eps
         cum = np.cumsum(ps, axis=1)
-        gain = np.log((cum + self.eps) / (cum - ps + self.eps))
+        gain = np.log((cum + base) / (cum - ps + base))
         # with soft routing both terms are weighted by P(the query wants this modality)
         return self._unsort(w * (ps + self.coverage * gain), order)
 
     def score(self, sim: np.ndarray, query_modality: Modality, modality: Modality) -> np.ndarray:
         return self.score_query(sim, None, query_modality, modality)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Calibrated":
+        """A saved corrector; one saved before ``cover_none`` existed keeps the coverage gain it
+        was fitted and measured with (``cover_none=false``)."""
+        params = d.get("params", {})
+        if "cover_none" not in params:
+            d = {**d, "params": {**params, "cover_none": False}}
+        return super().from_dict(d)  # type: ignore[return-value]
 
     def summary(self) -> dict[str, Any]:
         self._require("calib_")
