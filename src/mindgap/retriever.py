@@ -112,7 +112,7 @@ class Retriever:
         self._terms_dirty: set[str] = set()  # correctors whose item terms grew since they were saved
         self._terms_synced: set[str] = set()  # correctors whose saved table holds what memory does
         self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, tuple[np.ndarray, np.ndarray]]] = {}
-        self._row_term_fns: dict[tuple[str, Modality, int], tuple[GapCorrector, Any]] = {}
+        self._row_term_fns: dict[tuple[str, Modality], tuple[GapCorrector, Any]] = {}  # (a refit replaces)
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -441,7 +441,7 @@ class Retriever:
 
     def _terms_by_row(self, corr: GapCorrector, gap_name: str, m: Modality) -> Any:
         """:data:`mindgap.stores.exact.RowTerms` of the corrector's terms for modality ``m``."""
-        key = (gap_name, m, id(corr))
+        key = (gap_name, m)
         got = self._row_term_fns.get(key)
         if got is None or got[0] is not corr:
             def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from mindgap.encoders import DEFAULT_OFFLINE_SPEC
-from mindgap.eval.benchmarks import build_caption_benchmark, build_mmqa_benchmark, calib_image_ids
+from mindgap.eval.benchmarks import build_caption_benchmark, calib_image_ids
 from mindgap.eval.reports import md_table
-from mindgap.eval.runner import EvalConfig, _embed_queries, benchmark_retriever, build_fit_data, run_eval
+from mindgap.eval.runner import EvalConfig, build_fit_data, run_eval
 
 OUT = Path(__file__).resolve().parent
 PAIRS = [("calibrated", "calibrated:cover_none=false"), ("calibrated@corpus", "calibrated:cover_none=false@corpus")]
@@ -49,12 +49,9 @@ def calib_folds(enc: str) -> dict:
 
 
 def mmqa_halves(enc: str) -> dict:
-    tag = enc.replace(":", "_").replace("/", "_")
-    bench = build_mmqa_benchmark("mmqa")
-    retr, _ = benchmark_retriever(bench, f"exact:runs/fusion/mmqa-{tag}.store", encoder=enc)
-    cfg = EvalConfig()
-    fit = _embed_queries(retr, bench, bench.split("fit"), False)
-    test = _embed_queries(retr, bench, bench.split("test"), False)
+    from mmqa_textq_probe import mmqa_slice  # (this folder: the script's own)
+
+    retr, bench, cfg, fit, test = mmqa_slice(enc)
     for s in SPECS:
         base, _, pairs = s.partition("@")
         retr.fit_gap(base, build_fit_data(retr, bench, fit, cfg, pairs=pairs or "gold"), save=False, name=f"cn:{s}")

@@ -25,14 +25,18 @@ OUT = Path(__file__).resolve().parent
 COVERAGES = [0.0, 0.1, 0.25, 0.5, 1.0]
 
 
-def main() -> None:
-    enc = DEFAULT_OFFLINE_SPEC
+def mmqa_slice(enc: str) -> tuple:
+    """run_fusion's MMQA store (built if missing) → ``(retriever, benchmark, config, fit half, test half)``."""
     tag = enc.replace(":", "_").replace("/", "_")
     bench = build_mmqa_benchmark("mmqa")
     retr, _ = benchmark_retriever(bench, f"exact:runs/fusion/mmqa-{tag}.store", encoder=enc)
-    cfg = EvalConfig()
-    fit = _embed_queries(retr, bench, bench.split("fit"), False)
-    test = _embed_queries(retr, bench, bench.split("test"), False)
+    return (retr, bench, EvalConfig(), _embed_queries(retr, bench, bench.split("fit"), False),
+            _embed_queries(retr, bench, bench.split("test"), False))
+
+
+def main() -> None:
+    enc = DEFAULT_OFFLINE_SPEC
+    retr, bench, cfg, fit, test = mmqa_slice(enc)
     specs = ["naive"] + [f"calibrated:coverage={c:g}" for c in COVERAGES]
     for s in specs[1:]:
         retr.fit_gap(s, build_fit_data(retr, bench, fit, cfg, pairs="gold"), save=False, name=f"probe:{s}")

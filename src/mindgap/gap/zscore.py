@@ -12,6 +12,7 @@ With pairs only for one knowledge modality the other cannot be standardised: a c
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import numpy as np
@@ -78,11 +79,16 @@ class ZScore(GapCorrector):
 
     def head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
         mu, sigma = self._mu_sigma(query_modality, modality)
-        if not sigma > 0:
+        if not sigma > 0 or type(mu) is not float or type(sigma) is not float:
             return None
+        # score()'s float32 arithmetic (Python floats meet a float32 array as float32) in Python
+        # floats: each operation in double, rounded to float32 — the same result, since double
+        # carries more than 2 × 24 + 2 bits (double rounding is innocuous for + − × ÷)
+        mu32, sigma32 = array("f", (mu, sigma)).tolist()
 
-        def head(sims: list[float], k: int) -> list[float]:  # score()'s float32 arithmetic
-            return ((np.asarray(sims[:k], dtype=np.float32) - mu) / sigma).tolist()
+        def head(sims: list[float], k: int) -> list[float]:
+            diff = array("f", [x - mu32 for x in sims[:k]]).tolist()
+            return array("f", [d / sigma32 for d in diff]).tolist()
 
         return head
 
