@@ -527,6 +527,8 @@ def test_hub_terms_rank_exactly_on_the_exact_store_and_follow_store_changes(monk
     ns = _hub_store()
     r = Retriever(ns.store)
     corr = r.fit_gap("calibrated", _fresh(ns.data), name="cal")
+    # fitting (warm_gap) already built the row-aligned tables the searches read
+    assert {("cal", "text"), ("cal", "image")} <= set(r._row_term_cache)
     q = ns.queries[ns.test[:30]]
 
     def brute(m, fetch=None):  # each query's 20 best by cosine − term (of its `fetch` best by cosine)

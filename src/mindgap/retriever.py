@@ -445,13 +445,13 @@ class Retriever:
         got = self._row_term_fns.get(key)
         if got is None or got[0] is not corr:
             def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                return self._row_terms(corr, gap_name, m, version, (ids, mat))
+                return self._row_terms(corr, gap_name, m, version, ids, mat)
 
             got = self._row_term_fns[key] = (corr, terms)
         return got[1]
 
-    def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int,
-                   snapshot: tuple[list[str], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int, ids: list[str],
+                   mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The corrector's per-item terms aligned with the rows of the store's matrix of modality
         ``m`` (a store with ``search_rows``), rebuilt when the store changed (its version) or the
         corrector was refitted: a search then reads its candidates' terms by row. The terms come
@@ -459,20 +459,20 @@ class Retriever:
         through this retriever) are looked up, the others computed here — on a store whose terms
         were never computed, the first search pays for all of them (``search.py --gap-overhead``
         times it: ``item_terms``), in memory only: a search writes nothing beside the store
-        (:meth:`warm_gap` saves them). ``snapshot``: the ``(ids, matrix)`` of that version, when the
-        caller holds them (the store's search). → the terms as float64 and as float32."""
+        (:meth:`warm_gap` saves them). ``ids``, ``mat``: the store's rows of that version (what the
+        store's search hands :data:`~mindgap.stores.exact.RowTerms`). → the terms as float64 and as
+        float32."""
         key = (gap_name, m.value)
         got = self._row_term_cache.get(key)
         if got is not None and got[0] == version and got[1] is corr:
             return got[2]
         with self._lock:
-            ver, ids, mat = (version, *snapshot) if snapshot is not None else self.store.rows(m)
             before = corr.terms_computed()
             t64 = np.asarray(self._terms_of(corr, m, ids, mat), np.float64)
             if corr.terms_computed() != before:
                 self._terms_synced.discard(gap_name)  # (memory only: warm_gap / close after indexing save)
             table = (t64, t64.astype(np.float32))
-            self._row_term_cache[key] = (ver, corr, table)
+            self._row_term_cache[key] = (version, corr, table)
         return table
 
     def _item_adjusted(self, corr: GapCorrector, m: Modality, res: list[list[tuple[str, float]]],
@@ -808,9 +808,13 @@ class Retriever:
             if n == 0 or n > HUB_CACHE_MAX:
                 continue
             rows = getattr(self.store, "rows", None)  # the exact store's matrix itself, not a copy
-            ids, mat = rows(m)[1:] if rows is not None else self.store.vectors(m)
+            if rows is not None and n <= ROW_TERMS_MAX:  # its searches read the terms by row: build that table now
+                version, ids, mat = rows(m)
+                self._row_terms(corr, name, m, version, ids, mat)
+            else:
+                ids, mat = rows(m)[1:] if rows is not None else self.store.vectors(m)
+                self._terms_of(corr, m, ids, mat, chunk)
             keep.update(ids)
-            self._terms_of(corr, m, ids, mat, chunk)
             known += len(ids)
         out = {"known": known, "computed": corr.terms_computed() - before, "saved": 0}
         path = self._terms_path(name) if save else None

@@ -786,7 +786,7 @@ class Calibrated(GapCorrector):
         sorted list): :meth:`_fast_scores`' formulas on one list in Python floats, only its first
         ``k`` scored — cheaper than array operations on 20 numbers. The floats agree with
         :meth:`score_query`'s to rounding (``math.exp``/``log`` and a sequential sum instead of
-        numpy's), ~1e-16 relative."""
+        numpy's; ~1e-13 relative, the coverage gain's log of a ratio near 1 amplifying it)."""
         if self.method != "platt" or self.route_ is not None:
             return None
         key = ("head scorer", query_modality, modality)

@@ -256,18 +256,15 @@ def _ranked(s: np.ndarray, ids_at: Callable[[np.ndarray], list[str]], k: int) ->
 
 
 def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], str],
-                 dead: np.ndarray | None = None, rows: list[np.ndarray] | None = None) -> SearchResult:
+                 dead: np.ndarray | None = None) -> SearchResult:
     """Exact top-k by inner product: a BLAS scan picks ``k + 8`` candidates, :func:`rerank` orders them.
 
     The re-rank computes each query's scores on its own, so a query gets the same floats (and
     the same order, exact ties by id) alone or in a batch — which a matrix product over the
     batch does not guarantee (its rounding depends on the batch's shape and a row's position).
-    ``dead`` marks rows to leave out. A ``rows`` list receives each query's hits' rows of ``mat``
-    (in hit order).
+    ``dead`` marks rows to leave out.
     """
     if mat.shape[0] == 0:
-        if rows is not None:
-            rows.extend(np.zeros(0, np.intp) for _ in range(len(q)))
         return [[] for _ in range(len(q))]
     sim = q @ mat.T
     if dead is not None:
@@ -280,14 +277,7 @@ def exact_search(q: np.ndarray, mat: np.ndarray, k: int, id_of: Callable[[int], 
     out = []
     for qi, row, srow in zip(q, idx, sim):
         row = np.sort(row[np.isfinite(srow[row])])  # in index order: the same rows alone or in a batch
-        if rows is None:
-            out.append(_ranked(mat[row] @ qi, lambda o, row=row: list(map(id_of, row[o].tolist())), k)
-                       if len(row) else [])
-            continue
-        s = mat[row] @ qi
-        order = best_first(s, lambda o, row=row: list(map(id_of, row[o].tolist())), k)
-        out.append(list(zip(map(id_of, row[order].tolist()), s[order].tolist())))
-        rows.append(row[order])
+        out.append(_ranked(mat[row] @ qi, lambda o, row=row: list(map(id_of, row[o].tolist())), k) if len(row) else [])
     return out
 
 

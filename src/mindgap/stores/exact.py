@@ -10,7 +10,6 @@ batches that committed.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -127,21 +126,21 @@ class ExactStore(BaseStore):
         q = self.check_queries(queries, k, self._dim)
         version = self._version
         ids, mat = self._matrix(Modality.parse(modality))
-        rows: list[np.ndarray] = []
-        if terms is None or mat.shape[0] == 0:
-            return exact_search(q, mat, k, ids.__getitem__, rows=rows), rows, version
-        exact, coarse = terms(version, ids, mat)
+        n = mat.shape[0]
+        if n == 0:
+            return [[] for _ in q], [np.zeros(0, np.intp) for _ in q], version
+        exact, coarse = terms(version, ids, mat) if terms is not None else (None, None)
         sim = q @ mat.T
-        sim -= coarse  # the candidate set by the float32 difference; the re-rank computes it exactly
-        n = sim.shape[1]
+        if coarse is not None:
+            sim -= coarse  # the candidate set by the float32 difference; the re-rank computes it exactly
         cut = k + TIE_MARGIN
         cand = np.argpartition(sim, n - cut, axis=1)[:, n - cut:] if cut < n else None
-        out = []
+        out, rows = [], []
         for qi, qv in enumerate(q):
-            idx = np.arange(n) if cand is None else np.sort(cand[qi])
-            got = _adjusted(mat, qv, idx, ids, exact, k)
-            rows.append(got[3])
-            out.append(list(zip(got[0], got[2], got[1])))
+            idx = np.arange(n) if cand is None else np.sort(cand[qi])  # row order: alone = in a batch
+            hit_ids, cos, scores, hit_rows = _best(mat, qv, idx, ids, k, k, exact)
+            out.append(list(zip(hit_ids, scores)) if exact is None else list(zip(hit_ids, scores, cos)))
+            rows.append(hit_rows)
         return out, rows, version
 
     def search_one(self, query: np.ndarray, k: int, modality: Modality, *, depth: int | None = None,
@@ -170,38 +169,22 @@ class ExactStore(BaseStore):
             return [], [], []
         k = int(k)
         want = max(k, int(depth or 0))
-        cut = want + TIE_MARGIN
-        if terms is not None:
-            exact, coarse = terms(version, ids, mat)
-            sim = mat @ q
+        exact, coarse = terms(version, ids, mat) if terms is not None else (None, None)
+        sim = mat @ q
+        if coarse is not None:
             sim -= coarse
-        else:
-            sim = mat @ q
+        cut = want + TIE_MARGIN
         if cut < n:  # the candidate set (its order does not matter: the re-rank sorts it)
             idx = np.argpartition(sim, n - cut)[n - cut:]
-            idx.sort()  # in index order, as exact_search / search_rows: the same candidates' floats
+            idx.sort()  # in row order, as search_rows: the same candidates' floats
         else:
             idx = np.arange(n)
-        c = mat[idx] @ q
-        s = c if terms is None else c - exact[idx]
-        order = best_first(s, lambda o: [ids[j] for j in idx[o].tolist()], want)  # (NaN last)
-        scores = s[order].tolist()
-        head = order[:k]
-        out = [ids[j] for j in idx[head].tolist()], c[head].tolist(), scores
-        if scores and scores[-1] != scores[-1]:  # a query with NaN: only finite scores, as search gives
-            keep = sum(x == x for x in scores)
-            return out[0][:keep], out[1][:keep], scores[:keep]
-        return out
-
-    @property
-    def version(self) -> int:
-        """Changes with every add or delete (the rows :meth:`search_rows` refers to change with it)."""
-        return self._version
+        return _best(mat, q, idx, ids, want, k, exact)[:3]
 
     def rows(self, modality: Modality) -> tuple[int, list[str], np.ndarray]:
         """``(version, ids, matrix)`` of a modality: the rows :meth:`search_rows` refers to (the
         cached matrix itself, not a copy: do not modify it). The version changes with every
-        add or delete."""
+        add or delete (:data:`RowTerms` receives it)."""
         version = self._version
         ids, mat = self._matrix(Modality.parse(modality))
         return version, ids, mat
@@ -234,18 +217,21 @@ class ExactStore(BaseStore):
         return found, np.stack([self._vec[i] for i in found])
 
 
-def _adjusted(mat: np.ndarray, q: np.ndarray, idx: np.ndarray, ids: list[str], terms: np.ndarray,
-              k: int) -> tuple[list[str], list[float], list[float], np.ndarray]:
-    """The best ``k`` of the candidate rows ``idx`` (in row order) by ``cosine − term``, ties by id →
-    ``(ids, cosines, cosine − term, rows)``; a query with NaN has none."""
+def _best(mat: np.ndarray, q: np.ndarray, idx: np.ndarray, ids: list[str], k: int, head: int,
+          terms: np.ndarray | None = None) -> tuple[list[str], list[float], list[float], np.ndarray]:
+    """One query's re-rank of the candidate rows ``idx`` (in row order): its best ``k`` by cosine, or
+    by ``cosine − terms`` (float64), ties by id, each cosine computed on its own (the same floats
+    alone or in a batch) → ``(ids and cosines of the first head, the k scores, their rows)``. A
+    query with NaN has no finite score and gets nothing, as :func:`exact_search` gives."""
     c = mat[idx] @ q
-    adj = c - terms[idx]
-    if not math.isfinite(adj.sum()):
-        keep = np.isfinite(adj)
-        idx, c, adj = idx[keep], c[keep], adj[keep]
-    order = best_first(adj, lambda o: [ids[j] for j in idx[o].tolist()], k)
+    s = c if terms is None else c - terms[idx]
+    order = best_first(s, lambda o: [ids[j] for j in idx[o].tolist()], k)  # (NaN last)
+    scores = s[order].tolist()
+    if scores and scores[-1] != scores[-1]:
+        order = order[: sum(x == x for x in scores)]
+        scores = scores[: len(order)]
     rows = idx[order]
-    return [ids[j] for j in rows.tolist()], c[order].tolist(), adj[order].tolist(), rows
+    return [ids[j] for j in rows[:head].tolist()], c[order[:head]].tolist(), scores, rows
 
 
 @stores.register("exact", help="exact numpy scan (in memory, or persisted to a directory)")
