@@ -309,16 +309,26 @@ def gap_overhead(base: dict[str, np.ndarray], q: np.ndarray, args: Any) -> dict[
     on pseudo pairs of 200 queries. ``calibrated`` scores a 20-deep candidate list per modality
     (by cosine − its hubness term over all items); its per-item terms are computed for the whole
     store once before the timing (``Retriever.warm_gap``, as ``fit_gap`` and the server do), and
-    that one-time cost is reported as ``item_terms``."""
+    that one-time cost is reported as ``item_terms``. ``GAP#python-head``: ``GAP`` with its
+    single-query head scored in Python (``Calibrated.compiled_head = False``), what an install
+    without a C compiler runs; ``compiled_head`` records whether the compiled head was built."""
+    from mindgap.gap import calibrated
+
     gaps = tuple(g for g in args.overhead_gaps.split(",") if g)
-    out: dict[str, Any] = {"gaps": list(gaps), "k": K, "sizes": {}}
+    out: dict[str, Any] = {"gaps": list(gaps), "k": K, "compiled_head": calibrated._compiled is not None,
+                           "sizes": {}}
     for n in [int(x) for x in args.sizes.split(",") if x]:
         items, vecs = make_corpus(base, n)
         r = gap_retriever(items, vecs, q)
         warm: dict[str, Any] = {}
         for g in gaps:
             if g not in ("naive", "zscore"):  # (zscore: gap_retriever's)
-                r.fit_gap(g, data=r.pseudo_pairs(q[:200]), name=g, warm=False)
+                spec, _, variant = g.partition("#")
+                r.fit_gap(spec, data=r.pseudo_pairs(q[:200]), name=g, warm=False)
+                if variant == "python-head":
+                    r.gap(g).compiled_head = False
+                elif variant:
+                    raise SystemExit(f"--overhead-gaps: unknown variant {variant!r} in {g!r} (python-head)")
                 t = time.perf_counter()  # per-item terms (calibrated's hubness term): once per store
                 got = r.warm_gap(g, save=False)
                 if got:

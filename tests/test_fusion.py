@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -360,7 +363,58 @@ def same_hits(a: list, b: list) -> None:
         np.testing.assert_allclose(sx, sy, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("gap", ["naive", "zscore", "calibrated:hub=0", "calibrated"])
+def _have_c_compiler() -> bool:
+    import shutil
+    import sysconfig
+
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is not None
+
+
+def test_compiled_head_is_built_and_gives_the_python_heads_floats(synth) -> None:
+    """mindgap.gap._calibrated_head (built at install where a C compiler is): the Python head's
+    floats, operation for operation, over fitted constants and edge cases (list longer than the
+    stack buffer, k beyond the list, coverage off, no "none" mass, int scores); bad arguments raise
+    TypeError, not a crash. Where a compiler exists the install must have built it."""
+    import mindgap.gap.calibrated as cal
+
+    if cal._compiled is None:
+        assert not _have_c_compiler(), "a C compiler is here but mindgap.gap._calibrated_head was not built"
+        pytest.skip("no C compiler: the Python head is used")
+    head = cal._compiled.head
+    r = Retriever(synth.store)
+    T, I = Modality.TEXT, Modality.IMAGE
+    rng = np.random.default_rng(3)
+    # on Python >= 3.12 sum() of floats is compensated: the Python head may differ in the last bit
+    rtol = 0 if sys.version_info < (3, 12) else 1e-14
+    compared = 0
+    for spec in ("calibrated", "calibrated:cover_none=false", "calibrated:coverage=0", "calibrated:prior=1"):
+        corr = r.fit_gap(spec, _fresh(synth.data), name=spec)
+        for m in (T, I):  # (the toy's fitting queries are texts)
+            py, c = corr._head_scorer(T, m, compiled=False), corr.head_scorer(T, m)
+            if py is None:
+                continue
+            compared += 1
+            assert isinstance(c, functools.partial) and c.func is head
+            for n in (1, 2, 20, 80):
+                sims = np.sort(rng.uniform(-0.3, 0.9, n))[::-1].astype(np.float32).tolist()
+                for k in (1, 10, 20, 100):
+                    np.testing.assert_allclose(c(sims, k), py(sims, k), rtol=rtol, atol=0)
+                    assert len(c(sims, k)) == min(k, n)
+            assert c([], 10) == py([], 10) == []
+    assert compared >= 4
+    assert head(2.0, -1.0, -3.0, -math.inf, 20, 0.01, 0.5, [1, 0], 2) == \
+        head(2.0, -1.0, -3.0, -math.inf, 20, 0.01, 0.5, [1.0, 0.0], 2)
+    for bad in [(1.0,) * 9, (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5, "x"], 2), (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5], "2"),
+                (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5])]:
+        with pytest.raises(TypeError):
+            head(*bad)
+    corr = r.gap("calibrated")
+    corr.compiled_head = False  # (an instance may ask for the Python head: the benchmark times both)
+    assert not isinstance(corr.head_scorer(T, T), functools.partial)
+
+
+@pytest.mark.parametrize("gap", ["naive", "zscore", "calibrated:hub=0", "calibrated", "calibrated#python-head"])
 def test_single_query_path_equals_the_general_path(gap, monkeypatch) -> None:
     """One query on the exact store takes Retriever._search_single (ExactStore.search_one, each
     modality's first k scored by the corrector's head_scorer): the general path's hits — ids,
@@ -372,7 +426,9 @@ def test_single_query_path_equals_the_general_path(gap, monkeypatch) -> None:
     ns = _hub_store()
     r = Retriever(ns.store)
     if gap != "naive":
-        r.fit_gap(gap, _fresh(ns.data), name=gap)
+        r.fit_gap(gap.split("#")[0], _fresh(ns.data), name=gap)
+        if gap.startswith("calibrated"):
+            r.gap(gap).compiled_head = not gap.endswith("#python-head")
     q = ns.queries[ns.test[:25]]
     taken = []
     real = ns.store.search_one

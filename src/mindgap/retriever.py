@@ -444,7 +444,12 @@ class Retriever:
         key = (gap_name, m)
         got = self._row_term_fns.get(key)
         if got is None or got[0] is not corr:
+            table_key, tables = (gap_name, m.value), self._row_term_cache
+
             def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                hit = tables.get(table_key)  # (every search asks: the valid table without another call)
+                if hit is not None and hit[0] == version and hit[1] is corr:
+                    return hit[2]
                 return self._row_terms(corr, gap_name, m, version, ids, mat)
 
             got = self._row_term_fns[key] = (corr, terms)

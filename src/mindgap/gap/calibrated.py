@@ -72,6 +72,7 @@ modality's list, so per-modality top-k then merge stays exact.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import math
@@ -84,6 +85,11 @@ import numpy as np
 from ..errors import InputError, NotFittedError
 from ..types import Modality
 from .base import FitData, GapCorrector, HeadScorer
+
+try:  # the head scorer in C (src/mindgap/gap/_calibrated_head.c), built at install where a compiler is
+    from . import _calibrated_head as _compiled
+except ImportError:  # pragma: no cover - depends on the install; the Python head is the same scorer
+    _compiled = None
 
 METHODS = ("platt", "isotonic")
 #: items per modality whose hubness term :meth:`Calibrated.item_offsets` keeps in memory
@@ -781,25 +787,36 @@ class Calibrated(GapCorrector):
         ends = list(itertools.accumulate(rows))
         return [out[e - n : e] for n, e in zip(rows, ends)]
 
+    #: whether :meth:`head_scorer` uses the compiled head where it is built (``False``: the Python
+    #: head; the benchmark times both, benchmarks/search.py --gap-overhead)
+    compiled_head: bool = True
+
     def head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
         """The single-query search path (Platt, no routing, a positive slope: scores fall along a
-        sorted list): :meth:`_fast_scores`' formulas on one list in Python floats, only its first
+        sorted list): :meth:`_fast_scores`' formulas on one list in scalar floats, only its first
         ``k`` scored — cheaper than array operations on 20 numbers. The floats agree with
-        :meth:`score_query`'s to rounding (``math.exp``/``log`` and a sequential sum instead of
-        numpy's; ~1e-13 relative, the coverage gain's log of a ratio near 1 amplifying it)."""
-        if self.method != "platt" or self.route_ is not None:
-            return None
-        key = ("head scorer", query_modality, modality)
+        :meth:`score_query`'s to rounding (``exp``/``log`` and a sequential sum instead of
+        numpy's; ~1e-13 relative, the coverage gain's log of a ratio near 1 amplifying it). The
+        compiled head (``mindgap.gap._calibrated_head``, built at install where there is a C
+        compiler) computes the Python head's floats operation for operation; it spares the
+        per-query Python work, which was most of ``calibrated``'s cost over ``naive`` on a small
+        store (docs/results/fusion/search_overhead.json)."""
+        key = ("head scorer", query_modality, modality, self.compiled_head)
         got = self._cache().get(key)
         if got is None:
-            got = self._cache()[key] = (self._head_scorer(query_modality, modality),)
+            head = None
+            if self.method == "platt" and self.route_ is None:
+                head = self._head_scorer(query_modality, modality, bool(self.compiled_head) and _compiled is not None)
+            got = self._cache()[key] = (head,)
         return got[0]
 
-    def _head_scorer(self, query_modality: Modality, modality: Modality) -> HeadScorer | None:
+    def _head_scorer(self, query_modality: Modality, modality: Modality, compiled: bool = False) -> HeadScorer | None:
         ta, tb, lx, x0 = (float(v) for v in self._constants(query_modality, modality)[0])
         if not ta > 0:
             return None
-        depth, eps, coverage = self.depth, self.eps, self.coverage
+        depth, eps, coverage = int(self.depth), float(self.eps), float(self.coverage)
+        if compiled and _compiled is not None:  # (sims, k) → scores, the constants bound
+            return functools.partial(_compiled.head, ta, tb, lx, x0, depth, eps, coverage)
         exp, log = math.exp, math.log
 
         def head(sims: list[float], k: int) -> list[float]:
