@@ -457,6 +457,20 @@ def test_single_query_path_equals_the_general_path(gap, monkeypatch) -> None:
               r.search_vectors(q[:5], k=10, gap=gap, fetch=False))
 
 
+def test_single_query_path_follows_a_refit_under_the_same_name() -> None:
+    """The single-query path keeps per-corrector state (each modality's RowTerms, the head
+    scorers): refitting the name with and without the hubness term, the searches follow."""
+    ns = _hub_store()
+    r = Retriever(ns.store)
+    q = ns.queries[ns.test[:6]]
+    for spec in ("calibrated", "calibrated:hub=0", "calibrated"):
+        corr = r.fit_gap(spec, _fresh(ns.data), name="c")
+        assert corr.adjusts_items == (spec == "calibrated")
+        single = [r.search_vectors(q[i : i + 1], k=10, gap="c", fetch=False)[0] for i in range(len(q))]
+        same_hits(single, r.search_vectors(q, k=10, gap="c", fetch=False))
+        assert r._single_terms["c"][0] is corr
+
+
 # -- the hubness term (calibrated:hub) ----------------------------------------------------------
 def _hub_store(tmp_path=None):
     """The toy gap plus 3 'hub' images: at the images' centroid tilted towards the texts', so they

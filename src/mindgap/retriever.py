@@ -113,6 +113,7 @@ class Retriever:
         self._terms_synced: set[str] = set()  # correctors whose saved table holds what memory does
         self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, tuple[np.ndarray, np.ndarray]]] = {}
         self._row_term_fns: dict[tuple[str, Modality], tuple[GapCorrector, Any]] = {}  # (a refit replaces)
+        self._single_terms: dict[str, tuple[GapCorrector, dict[Modality, Any]]] = {}  # _search_single's, by corrector
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -610,7 +611,12 @@ class Retriever:
         search_one = getattr(self.store, "search_one", None)
         if search_one is None:
             return None
-        adjusts = getattr(corr, "adjusts_items", False)
+        got = self._single_terms.get(gap_name)  # (the corrector, its RowTerms per modality or None)
+        if got is None or got[0] is not corr:
+            adjusts = getattr(corr, "adjusts_items", False)
+            got = self._single_terms[gap_name] = (
+                corr, {m: self._terms_by_row(corr, gap_name, m) if adjusts else None for m in MODALITIES})
+        row_terms = got[1]
         cands: list[tuple[float, float, str, Modality, int]] = []
         for m in mods:
             n = self.store.count(m)
@@ -619,12 +625,10 @@ class Retriever:
             head = corr.head_scorer(qmod, m)
             if head is None:
                 return None
-            if adjusts:
-                if n > ROW_TERMS_MAX:
-                    return None
-                ids, cos, sims = search_one(q, k, m, depth=depth, terms=self._terms_by_row(corr, gap_name, m))
-            else:
-                ids, cos, sims = search_one(q, k, m, depth=depth)
+            terms = row_terms[m]
+            if terms is not None and n > ROW_TERMS_MAX:
+                return None
+            ids, cos, sims = search_one(q, k, m, depth=depth, terms=terms)
             cands.extend(zip(head(sims, k), cos, ids, itertools.repeat(m), range(1, k + 1)))
         cands.sort(key=lambda c: (-c[0], c[2]))
         return [Hit(id=iid, modality=m, cosine=sim, score=sc, rank=i + 1, modality_rank=r)

@@ -224,7 +224,7 @@ def _best(mat: np.ndarray, q: np.ndarray, idx: np.ndarray, ids: list[str], k: in
     alone or in a batch) → ``(ids and cosines of the first head, the k scores, their rows)``. A
     query with NaN has no finite score and gets nothing, as :func:`exact_search` gives."""
     c = mat[idx] @ q
-    s = c if terms is None else c - terms[idx]
+    s = c if terms is None else c - terms.take(idx)
     order = best_first(s, lambda o: [ids[j] for j in idx[o].tolist()], k)  # (NaN last)
     scores = s[order].tolist()
     if scores and scores[-1] != scores[-1]:
