@@ -407,6 +407,22 @@ def test_compiled_head_is_built_and_gives_the_python_heads_floats(synth) -> None
     assert compared >= 4
     assert head(2.0, -1.0, -3.0, -math.inf, 20, 0.01, 0.5, [1, 0], 2) == \
         head(2.0, -1.0, -3.0, -math.inf, 20, 0.01, 0.5, [1.0, 0.0], 2)
+    class Shrinks:  # __float__ empties the list being read: an error, not a read past its end
+        def __init__(self, box: list) -> None:
+            self.box = box
+
+        def __float__(self) -> float:
+            self.box.clear()
+            return 0.5
+
+    box: list = [0.9, 0.8]
+    box.append(Shrinks(box))
+    box.append(0.1)
+    with pytest.raises(RuntimeError, match="changed size"):
+        head(2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, box, 4)
+    for bad in [(2.0, -1.0, -3.0, 0.0, 0, 0.01, 0.5, [0.5], 1), (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5], -1)]:
+        with pytest.raises(ValueError):
+            head(*bad)
     for bad in [(1.0,) * 9, (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5, "x"], 2), (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5], "2"),
                 (2.0, -1.0, -3.0, 0.0, 20, 0.01, 0.5, [0.5])]:
         with pytest.raises(TypeError):

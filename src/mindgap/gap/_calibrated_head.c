@@ -47,9 +47,11 @@ head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (PyErr_Occurred())
         return NULL;
+    if (depth < 1 || k < 0) {
+        PyErr_Format(PyExc_ValueError, "head(): depth must be >= 1 and k >= 0 (got depth=%zd, k=%zd)", depth, k);
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(sims);
-    if (k < 0)
-        k = 0;
     if (k > n)
         k = n;
     if (n == 0)
@@ -63,9 +65,22 @@ head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return PyErr_NoMemory();
     }
     PyObject *out = NULL;
-    /* the list is read once into doubles: a float subclass or an int converts like float(x) */
+    /* the list is read once into doubles: a float subclass or an int converts like float(x). An
+     * object's __float__ may run Python code that changes the list: hold the item while it
+     * converts and re-check the length before every read. */
     for (Py_ssize_t i = 0; i < n; i++) {
-        e[i] = PyFloat_AsDouble(PyList_GET_ITEM(sims, i));
+        if (i >= PyList_GET_SIZE(sims)) {
+            PyErr_SetString(PyExc_RuntimeError, "head(): sims changed size while it was read");
+            goto done;
+        }
+        PyObject *item = PyList_GET_ITEM(sims, i);
+        if (PyFloat_CheckExact(item)) {
+            e[i] = PyFloat_AS_DOUBLE(item);
+            continue;
+        }
+        Py_INCREF(item);
+        e[i] = PyFloat_AsDouble(item);
+        Py_DECREF(item);
         if (e[i] == -1.0 && PyErr_Occurred())
             goto done;
     }
