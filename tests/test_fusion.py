@@ -486,7 +486,7 @@ def test_single_query_path_follows_a_refit_under_the_same_name() -> None:
         assert corr.adjusts_items == (spec == "calibrated")
         single = [r.search_vectors(q[i : i + 1], k=10, gap="c", fetch=False)[0] for i in range(len(q))]
         same_hits(single, r.search_vectors(q, k=10, gap="c", fetch=False))
-        assert r._single_terms["c"][0] is corr
+        assert r._row_term_fns["c"][0] is corr
 
 
 # -- the hubness term (calibrated:hub) ----------------------------------------------------------

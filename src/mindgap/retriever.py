@@ -112,8 +112,8 @@ class Retriever:
         self._terms_dirty: set[str] = set()  # correctors whose item terms grew since they were saved
         self._terms_synced: set[str] = set()  # correctors whose saved table holds what memory does
         self._row_term_cache: dict[tuple[str, str], tuple[int, GapCorrector, tuple[np.ndarray, np.ndarray]]] = {}
-        self._row_term_fns: dict[tuple[str, Modality], tuple[GapCorrector, Any]] = {}  # (a refit replaces)
-        self._single_terms: dict[str, tuple[GapCorrector, dict[Modality, Any]]] = {}  # _search_single's, by corrector
+        # each corrector's RowTerms per modality (None: no per-item term), by name; a refit replaces
+        self._row_term_fns: dict[str, tuple[GapCorrector, dict[Modality, Any] | None]] = {}
 
     # -- encoder / manifest ------------------------------------------------------------------
     @property
@@ -436,25 +436,32 @@ class Retriever:
         if getattr(corr, "adjusts_items", False):
             search_rows = getattr(self.store, "search_rows", None)  # the exact store: terms by row, exact
             if search_rows is not None and self.store.count(m) <= ROW_TERMS_MAX:
-                return qm, search_rows(qm, depth, m, terms=self._terms_by_row(corr, gap_name, m))[0]
+                return qm, search_rows(qm, depth, m, terms=self._terms_by_row(corr, gap_name)[m])[0]
             return qm, self._item_adjusted(corr, m, self.store.search(qm, item_term_fetch(corr, depth), m), depth)
         return qm, self.store.search(qm, depth, m)
 
-    def _terms_by_row(self, corr: GapCorrector, gap_name: str, m: Modality) -> Any:
-        """:data:`mindgap.stores.exact.RowTerms` of the corrector's terms for modality ``m``."""
-        key = (gap_name, m)
-        got = self._row_term_fns.get(key)
+    def _terms_by_row(self, corr: GapCorrector, gap_name: str) -> dict[Modality, Any] | None:
+        """:data:`mindgap.stores.exact.RowTerms` of the corrector's terms per modality (``None``:
+        a corrector without a per-item term), made once per corrector: each returns the valid
+        table of :attr:`_row_term_cache` without another call, else builds it (:meth:`_row_terms`)."""
+        got = self._row_term_fns.get(gap_name)
         if got is None or got[0] is not corr:
-            table_key, tables = (gap_name, m.value), self._row_term_cache
-
-            def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                hit = tables.get(table_key)  # (every search asks: the valid table without another call)
-                if hit is not None and hit[0] == version and hit[1] is corr:
-                    return hit[2]
-                return self._row_terms(corr, gap_name, m, version, ids, mat)
-
-            got = self._row_term_fns[key] = (corr, terms)
+            fns = None
+            if getattr(corr, "adjusts_items", False):
+                fns = {m: self._row_terms_fn(corr, gap_name, m) for m in MODALITIES}
+            got = self._row_term_fns[gap_name] = (corr, fns)
         return got[1]
+
+    def _row_terms_fn(self, corr: GapCorrector, gap_name: str, m: Modality) -> Any:
+        table_key, tables = (gap_name, m.value), self._row_term_cache
+
+        def terms(version: int, ids: list[str], mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            hit = tables.get(table_key)  # (every search asks: the valid table, without another call)
+            if hit is not None and hit[0] == version and hit[1] is corr:
+                return hit[2]
+            return self._row_terms(corr, gap_name, m, version, ids, mat)
+
+        return terms
 
     def _row_terms(self, corr: GapCorrector, gap_name: str, m: Modality, version: int, ids: list[str],
                    mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,12 +473,9 @@ class Retriever:
         were never computed, the first search pays for all of them (``search.py --gap-overhead``
         times it: ``item_terms``), in memory only: a search writes nothing beside the store
         (:meth:`warm_gap` saves them). ``ids``, ``mat``: the store's rows of that version (what the
-        store's search hands :data:`~mindgap.stores.exact.RowTerms`). → the terms as float64 and as
-        float32."""
+        store's search hands :data:`~mindgap.stores.exact.RowTerms`, which calls this when its table
+        is missing or stale). → the terms as float64 and as float32."""
         key = (gap_name, m.value)
-        got = self._row_term_cache.get(key)
-        if got is not None and got[0] == version and got[1] is corr:
-            return got[2]
         with self._lock:
             before = corr.terms_computed()
             t64 = np.asarray(self._terms_of(corr, m, ids, mat), np.float64)
@@ -611,12 +615,7 @@ class Retriever:
         search_one = getattr(self.store, "search_one", None)
         if search_one is None:
             return None
-        got = self._single_terms.get(gap_name)  # (the corrector, its RowTerms per modality or None)
-        if got is None or got[0] is not corr:
-            adjusts = getattr(corr, "adjusts_items", False)
-            got = self._single_terms[gap_name] = (
-                corr, {m: self._terms_by_row(corr, gap_name, m) if adjusts else None for m in MODALITIES})
-        row_terms = got[1]
+        row_terms = self._terms_by_row(corr, gap_name)
         cands: list[tuple[float, float, str, Modality, int]] = []
         for m in mods:
             n = self.store.count(m)
@@ -625,7 +624,7 @@ class Retriever:
             head = corr.head_scorer(qmod, m)
             if head is None:
                 return None
-            terms = row_terms[m]
+            terms = None if row_terms is None else row_terms[m]
             if terms is not None and n > ROW_TERMS_MAX:
                 return None
             ids, cos, sims = search_one(q, k, m, depth=depth, terms=terms)
@@ -819,7 +818,7 @@ class Retriever:
             rows = getattr(self.store, "rows", None)  # the exact store's matrix itself, not a copy
             if rows is not None and n <= ROW_TERMS_MAX:  # its searches read the terms by row: build that table now
                 version, ids, mat = rows(m)
-                self._row_terms(corr, name, m, version, ids, mat)
+                self._terms_by_row(corr, name)[m](version, ids, mat)  # (built unless already valid)
             else:
                 ids, mat = rows(m)[1:] if rows is not None else self.store.vectors(m)
                 self._terms_of(corr, m, ids, mat, chunk)

@@ -815,7 +815,7 @@ class Calibrated(GapCorrector):
         if not ta > 0:
             return None
         depth, eps, coverage = int(self.depth), float(self.eps), float(self.coverage)
-        if compiled and _compiled is not None:  # (sims, k) → scores, the constants bound
+        if compiled:  # (sims, k) → scores, the constants bound (head_scorer: only where it was built)
             return functools.partial(_compiled.head, ta, tb, lx, x0, depth, eps, coverage)
         exp, log = math.exp, math.log
 
